@@ -17,3 +17,11 @@ class CorpusTooSmallError(ModelError):
 
 class InvalidSettingError(ModelError):
     """A training or sampling setting is out of range."""
+
+
+class CorpusError(ModelError):
+    """A text file is missing, unreadable, not UTF-8 or empty."""
+
+
+class TrainingCancelled(ModelError):
+    """Training was cancelled before any checkpoint could be evaluated."""

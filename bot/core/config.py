@@ -131,7 +131,9 @@ class ParrotConfig:
         return env.get(self.discord.token_env, "") or self.discord.token
 
 
-def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> ParrotConfig:
+def load_config(
+    path: Path | str | None = None, env: Mapping[str, str] | None = None
+) -> ParrotConfig:
     """Read `path` (or use defaults when None), then apply the environment overrides."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
@@ -180,7 +182,7 @@ def _check_scalar(key: str, hint: Any, value: Any) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if hint in (int, float, str, bool) and type(value) is not hint:
-        raise ConfigError(f"{key} must be a {hint.__name__}, got {value!r}")
-    if hint in (int, float) and value < 0:
+        raise ConfigError(f"{key} must be of type {hint.__name__}, got {value!r}")
+    if isinstance(value, int | float) and value < 0:
         raise ConfigError(f"{key} must not be negative")
     return value

@@ -26,7 +26,9 @@ class NotAllowed(ParrotError):
 class ModelNotReady(ParrotError):
     """The server has no trained model yet."""
 
-    def __init__(self, message: str = "This server has no model yet. An admin can start one with /train.") -> None:
+    def __init__(
+        self, message: str = "This server has no model yet. An admin can start one with /train."
+    ) -> None:
         super().__init__(message)
 
 

@@ -25,8 +25,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -46,11 +48,39 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite has no time zones: SQLAlchemy stores the wall-clock digits and drops the offset,
+    and reads back naive datetimes. Normalising to UTC on the way in (naive values are taken
+    as UTC) and tagging UTC on the way out makes SQL comparisons correct (the stored text
+    sorts chronologically) and lets Python compare values from SQLite and PostgreSQL alike.
+    The column type in the database is a plain `DateTime(timezone=True)`.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
         int: Integer,
-        datetime: DateTime(timezone=True),
+        datetime: UtcDateTime(),
         dict[str, Any]: JSON,
         list[Any]: JSON,
     }
@@ -130,16 +160,16 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        # Training streams a server's text in id order; privacy queries go by author.
+        # Training streams a server's text in id order; privacy queries go by author;
+        # "characters since the last successful run" goes by creation time.
         Index("ix_messages_server_id_id", "server_id", "id"),
+        Index("ix_messages_server_id_created_at", "server_id", "created_at"),
         Index("ix_messages_server_id_author_id", "server_id", "author_id"),
         Index("ix_messages_author_id", "author_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    server_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("servers.id", ondelete="CASCADE")
-    )
+    server_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("servers.id", ondelete="CASCADE"))
     channel_id: Mapped[int] = mapped_column(BigInteger)
     author_id: Mapped[int] = mapped_column(BigInteger)
     content: Mapped[str] = mapped_column(Text)
@@ -157,9 +187,7 @@ class Document(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    server_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("servers.id", ondelete="CASCADE")
-    )
+    server_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("servers.id", ondelete="CASCADE"))
     uploader_id: Mapped[int] = mapped_column(BigInteger)
     filename: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))
@@ -186,12 +214,8 @@ class TrainedModel(Base):
     __table_args__ = (Index("ix_trained_models_server_id_active", "server_id", "active"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    server_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("servers.id", ondelete="CASCADE")
-    )
-    run_id: Mapped[int | None] = mapped_column(
-        ForeignKey("training_runs.id", ondelete="SET NULL")
-    )
+    server_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("servers.id", ondelete="CASCADE"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id", ondelete="SET NULL"))
     checkpoint_path: Mapped[str] = mapped_column(String(500))
     arch: Mapped[str] = mapped_column(String(8))
     param_count: Mapped[int]
@@ -212,9 +236,7 @@ class TrainingRun(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    server_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("servers.id", ondelete="CASCADE")
-    )
+    server_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("servers.id", ondelete="CASCADE"))
     trigger: Mapped[RunTrigger] = mapped_column(_enum(RunTrigger, "run_trigger"))
     mode: Mapped[RunMode] = mapped_column(_enum(RunMode, "run_mode"))
     arch: Mapped[str] = mapped_column(String(8))  # gru | lstm | rnn | auto
