@@ -1,0 +1,344 @@
+"""Sampling: many prompts advance together, one forward pass per step for all of them.
+
+`BatchSampler` is a dynamic batch. `add()` primes a new prompt on its own (one forward
+over the prompt through the full recurrent module) and appends its hidden state and
+next-character logits to the batch; `step()` then samples one character for every active
+row and runs ONE single-step forward (fused `gru_cell`/`lstm_cell`/`rnn_tanh_cell` per
+layer on the module's own weights) for all of them. Rows join between steps and leave when
+they finish (max length or a stop string), so different prompts, prompt lengths and
+settings share the work.
+
+Reproducibility: each row draws its random numbers from its own `torch.Generator`
+(seeded by the request, or by a fresh random seed that `seed_of()` reports), and samples
+by inverse CDF with those numbers, so a row's text does not depend on its batch-mates
+(up to floating-point differences between batch sizes, which are ~1e-6).
+
+`<unk>` (id 0) is masked out of every distribution, so it is never emitted.
+Not thread-safe: one thread owns a sampler (the bot's model worker).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.charrnn import CharRNN
+from models.checkpoint import Checkpoint
+from models.errors import InvalidSettingError
+from models.vocab import Vocab
+
+MAX_SAMPLE_CHARS = 100_000
+MAX_PROMPT_CHARS = 100_000
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    prompt: str
+    max_chars: int = 300  # characters generated after the prompt (the result excludes the prompt)
+    temperature: float = 0.8  # 0 means greedy
+    top_k: int = 0  # 0: no top-k cut
+    top_p: float = 1.0  # 1.0: no nucleus cut
+    seed: int | None = None  # None: a fresh random seed (see BatchSampler.seed_of)
+    stop: tuple[str, ...] = ()  # generation ends before the first occurrence of any of these
+
+    def validate(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise InvalidSettingError("the prompt must be text")
+        if len(self.prompt) > MAX_PROMPT_CHARS:
+            raise InvalidSettingError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+        if not 1 <= self.max_chars <= MAX_SAMPLE_CHARS:
+            raise InvalidSettingError(f"length must be between 1 and {MAX_SAMPLE_CHARS}")
+        if not (0.0 <= self.temperature <= 100.0) or math.isnan(self.temperature):
+            raise InvalidSettingError("temperature must be between 0 and 100")
+        if self.top_k < 0:
+            raise InvalidSettingError("top-k must be >= 0 (0 turns it off)")
+        if not (0.0 < self.top_p <= 1.0):
+            raise InvalidSettingError("top-p must be in (0, 1]")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise InvalidSettingError("stop strings must be non-empty text")
+
+
+@dataclass
+class _Row:
+    handle: int
+    request: SampleRequest
+    seed: int
+    uniforms: list[float]  # one per character to generate, from the row's own generator
+    text: str = ""
+    generated: int = 0  # characters sampled (text may be shorter once a stop string is cut)
+    emitted: int = 0  # characters of `text` already returned by step()
+    done: bool = False
+    holdback: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        # A stop string may still be forming at the end of the text: keep that part back.
+        self.holdback = max((len(s) for s in self.request.stop), default=1) - 1
+
+
+class BatchSampler:
+    """A dynamic batch of sampling rows over one model (see the module docstring)."""
+
+    def __init__(
+        self, model: CharRNN, vocab: Vocab, device: torch.device | str | None = None
+    ) -> None:
+        if len(vocab) != model.config.vocab_size:
+            raise InvalidSettingError("the vocabulary does not match the model")
+        self.model = model.eval()
+        self.vocab = vocab
+        self.device = (
+            torch.device(device) if device is not None else next(model.parameters()).device
+        )
+        if next(model.parameters()).device != self.device:
+            self.model = model.to(self.device)
+        self._arch = model.config.arch
+        rnn = self.model.rnn
+        self._layers: list[tuple[Tensor, Tensor, Tensor, Tensor]] = [
+            (
+                getattr(rnn, f"weight_ih_l{k}"),
+                getattr(rnn, f"weight_hh_l{k}"),
+                getattr(rnn, f"bias_ih_l{k}"),
+                getattr(rnn, f"bias_hh_l{k}"),
+            )
+            for k in range(model.config.num_layers)
+        ]
+        self._rows: list[_Row] = []  # active rows, in batch order
+        self._finished: dict[int, _Row] = {}
+        self._next_handle = 0
+        # Batch state, row i of each tensor belongs to self._rows[i].
+        self._h: Tensor | None = None  # [L, B, H]
+        self._c: Tensor | None = None  # [L, B, H] (LSTM only)
+        self._logits: Tensor | None = None  # [B, V] float32: next-character logits
+        self._settings: tuple[Tensor, Tensor, Tensor] | None = None  # temperature, top_k, top_p [B]
+        self._chars = vocab.to_list()
+        self._start_id = vocab.id_of("\n")  # primes an empty prompt (0 = <unk> when absent)
+
+    # ---- rows joining and leaving -------------------------------------------------------
+    @property
+    def active(self) -> int:
+        return len(self._rows)
+
+    def add(self, request: SampleRequest) -> int:
+        """Prime `request.prompt` and add it to the batch; returns the row's handle."""
+        request.validate()
+        seed = request.seed if request.seed is not None else secrets.randbits(63)
+        generator = torch.Generator().manual_seed(seed)
+        uniforms = torch.rand(request.max_chars, generator=generator, dtype=torch.float64).tolist()
+        row = _Row(handle=self._next_handle, request=request, seed=seed, uniforms=uniforms)
+        self._next_handle += 1
+        ids = self.vocab.encode(request.prompt) or [self._start_id]
+        with torch.inference_mode():
+            idx = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, T]
+            logits, _, hidden = self.model(idx)  # logits [1, T, V]
+            last = logits[:, -1].float()  # [1, V]
+            if isinstance(hidden, tuple):
+                h, c = hidden
+                self._c = c if self._c is None else torch.cat([self._c, c], dim=1)
+            else:
+                h = hidden
+            self._h = h if self._h is None else torch.cat([self._h, h], dim=1)
+            self._logits = last if self._logits is None else torch.cat([self._logits, last], dim=0)
+        self._rows.append(row)
+        self._settings = None
+        return row.handle
+
+    def cancel(self, handle: int) -> str:
+        """Stop a row now (its caller went away); returns the text it had so far."""
+        for i, row in enumerate(self._rows):
+            if row.handle == handle:
+                row.done = True
+                self._drop([i])
+                self._finished[handle] = row
+                return row.text
+        return self.result(handle)
+
+    def done(self, handle: int) -> bool:
+        return handle in self._finished
+
+    def result(self, handle: int) -> str:
+        """The generated continuation (prompt excluded, stop string cut) of a finished row."""
+        try:
+            return self._finished[handle].text
+        except KeyError:
+            raise KeyError(f"row {handle} is not finished (or was released)") from None
+
+    def release(self, handle: int) -> str:
+        """Like result(), and forget the row."""
+        return self._finished.pop(handle).text
+
+    def seed_of(self, handle: int) -> int:
+        for row in self._rows:
+            if row.handle == handle:
+                return row.seed
+        return self._finished[handle].seed
+
+    def _drop(self, positions: Sequence[int]) -> None:
+        gone = set(positions)
+        keep = [i for i in range(len(self._rows)) if i not in gone]
+        self._rows = [self._rows[i] for i in keep]
+        self._settings = None
+        if not keep:
+            self._h = self._c = self._logits = None
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        assert self._h is not None and self._logits is not None
+        self._h = self._h.index_select(1, index)
+        if self._c is not None:
+            self._c = self._c.index_select(1, index)
+        self._logits = self._logits.index_select(0, index)
+
+    # ---- distributions and steps ------------------------------------------------------------
+    def _row_settings(self) -> tuple[Tensor, Tensor, Tensor]:
+        if self._settings is None:
+            reqs = [row.request for row in self._rows]
+            temperature = torch.tensor([r.temperature or 1.0 for r in reqs], device=self.device)
+            # Greedy (temperature 0) is top-k 1; top_k 0 means "all".
+            vocab_size = self.model.config.vocab_size
+            top_k = torch.tensor(
+                [1 if r.temperature == 0 else (r.top_k or vocab_size) for r in reqs],
+                device=self.device,
+            )
+            top_p = torch.tensor([r.top_p for r in reqs], device=self.device)
+            self._settings = (temperature, top_k, top_p)
+        return self._settings
+
+    def distributions(self) -> dict[int, Tensor]:
+        """Next-character probabilities [V] per active row, after temperature/top-k/top-p."""
+        if not self._rows:
+            return {}
+        sorted_probs, sorted_ids = self._filtered_sorted_probs()
+        probs = torch.zeros_like(sorted_probs).scatter_(1, sorted_ids, sorted_probs)
+        probs = probs / probs.sum(dim=1, keepdim=True)
+        return {row.handle: probs[i].cpu() for i, row in enumerate(self._rows)}
+
+    def _filtered_sorted_probs(self) -> tuple[Tensor, Tensor]:
+        """[B, V] probabilities sorted descending (cut ones zeroed, not renormalised) and their ids."""
+        assert self._logits is not None
+        temperature, top_k, top_p = self._row_settings()
+        logits = self._logits / temperature[:, None]  # [B, V]
+        logits[:, 0] = -math.inf  # never emit <unk>
+        probs = torch.softmax(logits, dim=-1)
+        sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
+        rank = torch.arange(probs.size(1), device=self.device)[None, :]  # [1, V]
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass strictly above each entry
+        # Keep the top-k, and the smallest prefix whose mass reaches top_p (never less than one).
+        cut = (rank >= top_k[:, None]) | ((before >= top_p[:, None]) & (rank > 0))
+        return sorted_probs.masked_fill(cut, 0.0), sorted_ids
+
+    def step(self) -> dict[int, str]:
+        """Sample one character for every active row with ONE forward pass.
+
+        Returns the new text of each row that was active (possibly "" while a stop string
+        may be forming). Rows that finish move to `result()`.
+        """
+        if not self._rows:
+            return {}
+        with torch.inference_mode():
+            sorted_probs, sorted_ids = self._filtered_sorted_probs()
+            cdf = sorted_probs.cumsum(dim=-1)  # [B, V]
+            u = torch.tensor(
+                [row.uniforms[row.generated] for row in self._rows],
+                dtype=cdf.dtype,
+                device=self.device,
+            )
+            target = u * cdf[:, -1]  # [B]
+            pick = torch.searchsorted(cdf, target[:, None], right=True).clamp_(
+                max=cdf.size(1) - 1
+            )  # [B, 1]
+            tokens = sorted_ids.gather(1, pick).squeeze(1)  # [B]
+            self._advance(tokens)
+        out: dict[int, str] = {}
+        finished: list[int] = []
+        chars = self._chars
+        for i, (row, token) in enumerate(zip(self._rows, tokens.tolist(), strict=True)):
+            row.generated += 1
+            row.text += chars[token]  # never <unk>: it is masked
+            request = row.request
+            for stop in request.stop:
+                if row.text.endswith(stop):
+                    row.text = row.text[: -len(stop)]
+                    row.done = True
+                    break
+            if row.generated >= request.max_chars:
+                row.done = True
+            end = len(row.text) if row.done else max(row.emitted, len(row.text) - row.holdback)
+            out[row.handle] = row.text[row.emitted : end]
+            row.emitted = end
+            if row.done:
+                finished.append(i)
+                self._finished[row.handle] = row
+        if finished:
+            self._drop(finished)
+        return out
+
+    def _advance(self, tokens: Tensor) -> None:
+        """One recurrent step for all rows: tokens [B] -> new hidden state and logits [B, V]."""
+        assert self._h is not None
+        model = self.model
+        x = F.embedding(tokens, model.embed.weight)  # [B, E]
+        new_h: list[Tensor] = []
+        new_c: list[Tensor] = []
+        for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._layers):
+            h = self._h[layer]  # [B, H]
+            if self._arch == "gru":
+                h = torch.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh)
+            elif self._arch == "lstm":
+                assert self._c is not None
+                h, c = torch.lstm_cell(x, (h, self._c[layer]), w_ih, w_hh, b_ih, b_hh)
+                new_c.append(c)
+            else:
+                h = torch.rnn_tanh_cell(x, h, w_ih, w_hh, b_ih, b_hh)
+            new_h.append(h)
+            x = h
+        self._h = torch.stack(new_h)
+        if new_c:
+            self._c = torch.stack(new_c)
+        self._logits = F.linear(x, model.head.weight, model.head.bias).float()  # [B, V]
+
+
+def _model_and_vocab(
+    source: CharRNN | Checkpoint, vocab: Vocab | None, device: torch.device | str
+) -> tuple[CharRNN, Vocab]:
+    if isinstance(source, Checkpoint):
+        return source.build_model(device), source.vocab
+    if vocab is None:
+        raise InvalidSettingError("a vocabulary is needed to sample from a bare model")
+    return source.to(device).eval(), vocab
+
+
+def sample_batch(
+    source: CharRNN | Checkpoint,
+    requests: Sequence[SampleRequest],
+    *,
+    vocab: Vocab | None = None,
+    device: torch.device | str = "cpu",
+) -> list[str]:
+    """Sample all requests together; returns each continuation, in request order."""
+    model, vocab = _model_and_vocab(source, vocab, device)
+    sampler = BatchSampler(model, vocab, device)
+    handles = [sampler.add(r) for r in requests]
+    while sampler.active:
+        sampler.step()
+    return [sampler.result(h) for h in handles]
+
+
+def stream(
+    source: CharRNN | Checkpoint,
+    request: SampleRequest,
+    *,
+    vocab: Vocab | None = None,
+    device: torch.device | str = "cpu",
+) -> Iterator[str]:
+    """Text chunks of one request's continuation, as they are sampled."""
+    model, vocab = _model_and_vocab(source, vocab, device)
+    sampler = BatchSampler(model, vocab, device)
+    handle = sampler.add(request)
+    while not sampler.done(handle):
+        chunk = sampler.step().get(handle, "")
+        if chunk:
+            yield chunk
