@@ -21,6 +21,7 @@ from models.errors import ModelError
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "models.cli",  # train, eval, generate
     "bot.cli_db",  # db upgrade|downgrade|current
+    "bot.runner",  # bot, console
 )
 
 
