@@ -1,0 +1,247 @@
+"""The verbatim guard's index: which (span + 1)-character windows occur in a training text.
+
+Why hashed n-grams: a sample must never contain more than `span` consecutive characters
+copied from a server's corpus. A copy longer than `span` characters contains a window of
+exactly `span + 1` characters that occurs in the corpus, so it is enough to remember every
+such window. Each window is stored as a 64-bit polynomial hash in one sorted, de-duplicated
+numpy array: 8 bytes per corpus character at most, a binary search per lookup, and the hash
+is rolling, so the sampler extends a row's hash by one character per step in O(1) and can test
+every candidate next character of a row at once (`copying_ids`). A false positive needs a
+64-bit collision, and it would only make the guard resample a harmless character.
+
+File format (`save`/`load`): a numpy `.npz` archive read with `allow_pickle=False` (no code
+runs on load) holding `meta` = [format version, span, hash base] and `hashes` (sorted uint64).
+It lives beside the checkpoint as `<checkpoint path>.verbatim` (see `index_path_for`).
+A missing file means "no guard"; a corrupt one is reported by `load_index_or_none` as a
+warning and the guard is disabled for that model, never a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DEFAULT_SPAN = 40
+HASH_BASE = 0x9E3779B97F4A7C15  # odd, so multiplying by it is a bijection modulo 2**64
+MASK = (1 << 64) - 1
+_BUILD_CHUNK = 1 << 20  # windows hashed per pass while building: bounds the temporary memory
+
+U64Array = npt.NDArray[np.uint64]
+
+
+class VerbatimIndexError(Exception):
+    """A verbatim index file is missing, truncated, corrupt or from another format."""
+
+
+def index_path_for(checkpoint_path: Path | str) -> Path:
+    """Where the index of a checkpoint lives: `<checkpoint path>.verbatim`."""
+    path = Path(checkpoint_path)
+    return path.with_name(path.name + ".verbatim")
+
+
+def char_code(char: str) -> int:
+    """The number a character contributes to a window's hash (never 0, so leading chars count)."""
+    return ord(char) + 1
+
+
+def _codes(text: str) -> U64Array:
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.uint64) + np.uint64(1)
+
+
+def _window_hashes(codes: U64Array, window: int) -> U64Array:
+    """Hash of every `window`-long run of `codes`: Horner's rule, vectorised over positions."""
+    count = len(codes) - window + 1
+    if count <= 0:
+        return np.empty(0, dtype=np.uint64)
+    hashes = np.zeros(count, dtype=np.uint64)
+    base = np.uint64(HASH_BASE)
+    for offset in range(window):
+        hashes *= base  # wraps modulo 2**64, like the Python-side `extend`
+        hashes += codes[offset : offset + count]
+    return hashes
+
+
+class VerbatimIndex:
+    """The set of (span + 1)-character windows of a text, as sorted 64-bit hashes."""
+
+    def __init__(self, hashes: U64Array, span: int) -> None:
+        if span < 1:
+            raise ValueError("span must be at least 1")
+        self.hashes = hashes
+        self.span = span
+        self.window = span + 1
+        # base**span: what the oldest character of a full window weighs, to drop it when rolling.
+        self._drop_weight = pow(HASH_BASE, span, 1 << 64)
+
+    @classmethod
+    def build(cls, text: str, span: int = DEFAULT_SPAN) -> VerbatimIndex:
+        """Index every (span + 1)-character window of `text` (linear time, ~8 bytes a char)."""
+        if span < 1:
+            raise ValueError("span must be at least 1")
+        codes = _codes(text)
+        window = span + 1
+        total = len(codes) - window + 1
+        parts = [
+            _window_hashes(codes[start : start + _BUILD_CHUNK + window - 1], window)
+            for start in range(0, max(total, 0), _BUILD_CHUNK)
+        ]
+        hashes = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+        return cls(hashes, span)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.hashes.nbytes)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def contains(self, hashes: U64Array) -> npt.NDArray[np.bool_]:
+        """For each window hash, whether that window occurs in the indexed text."""
+        if len(self.hashes) == 0:
+            return np.zeros(hashes.shape, dtype=np.bool_)
+        where = np.searchsorted(self.hashes, hashes)
+        where = np.minimum(where, len(self.hashes) - 1)
+        return self.hashes[where] == hashes
+
+    def extend(self, prefix_hash: int, code: int) -> int:
+        """Hash of a window once `code` (see `char_code`) is appended to `prefix_hash`."""
+        return (prefix_hash * HASH_BASE + code) & MASK
+
+    def roll(self, window_hash: int, dropped_code: int) -> int:
+        """Hash of a full window without its oldest character (the next window's prefix)."""
+        return (window_hash - dropped_code * self._drop_weight) & MASK
+
+    def find_copy(self, text: str, start: int = 0) -> tuple[int, int] | None:
+        """The first run of `text` longer than `span` chars found verbatim in the indexed text.
+
+        Only windows that include a character at index >= `start` count (text before `start`
+        is the user's prompt). Returns `(begin, end)` with `text[begin:end]` the copied run,
+        or None. Consecutive matching windows are merged into one run.
+        """
+        window = self.window
+        first = max(0, start - window + 1)
+        hits = np.flatnonzero(self.contains(_window_hashes(_codes(text[first:]), window)))
+        if len(hits) == 0:
+            return None
+        begin = int(hits[0])
+        end = begin
+        for hit in hits[1:]:
+            if int(hit) != end + 1:
+                break
+            end = int(hit)
+        return first + begin, first + end + window
+
+    # -- files ---------------------------------------------------------------------------
+
+    def save(self, path: Path | str) -> None:
+        """Write atomically (temp file + fsync + rename), so a reader never sees half a file."""
+        path = Path(path)
+        meta = np.array([FORMAT_VERSION, self.span, HASH_BASE], dtype=np.uint64)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, meta=meta, hashes=self.hashes)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp_name).replace(path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path | str) -> VerbatimIndex:
+        """Read a file written by `save`; raises VerbatimIndexError with the reason otherwise."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                meta = np.asarray(archive["meta"])
+                hashes = np.asarray(archive["hashes"])
+        except FileNotFoundError:
+            raise VerbatimIndexError(f"verbatim index not found: {path}") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise VerbatimIndexError(f"{path} is not a readable verbatim index: {exc}") from None
+        if meta.dtype != np.uint64 or meta.shape != (3,):
+            raise VerbatimIndexError(f"{path} has a malformed header")
+        version, span, base = (int(value) for value in meta)
+        if version != FORMAT_VERSION or base != HASH_BASE:
+            raise VerbatimIndexError(f"{path} is from an unsupported index format ({version})")
+        if hashes.dtype != np.uint64 or hashes.ndim != 1 or not 1 <= span <= 1_000_000:
+            raise VerbatimIndexError(f"{path} has malformed contents")
+        if len(hashes) > 1 and not bool(np.all(hashes[1:] > hashes[:-1])):
+            raise VerbatimIndexError(f"{path} is corrupt (hashes out of order)")
+        return cls(hashes, span)
+
+
+def load_index_or_none(path: Path | str) -> VerbatimIndex | None:
+    """The index at `path`; None (guard off) when absent, or corrupt with a logged warning."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return VerbatimIndex.load(path)
+    except VerbatimIndexError as exc:
+        log.warning("verbatim guard disabled for this model: %s", exc)
+        return None
+
+
+class CopyGuard:
+    """One sampled row's view of the index: would the next character complete a copy?
+
+        Keeps the hash of the row's last `span` characters (prompt included, so a copy that
+        starts in the prompt and runs on into the sample is caught), so testing a candidate is
+        one multiply-add and one binary search, and `copying_codes` tests many candidates at once
+    (the batch sampler does the same for all rows with `candidate_base`).
+    """
+
+    def __init__(self, index: VerbatimIndex, context: str = "") -> None:
+        self.index = index
+        self._recent: list[int] = []  # codes of the last `span` characters, oldest first
+        self._prefix_hash = 0  # hash of `_recent`
+        for char in context[-index.span :]:
+            self.push(char)
+
+    @property
+    def armed(self) -> bool:
+        """Whether one more character can complete a full (span + 1)-character window."""
+        return len(self._recent) == self.index.span
+
+    @property
+    def candidate_base(self) -> int:
+        """A candidate's window hash is `(candidate_base + char_code(candidate)) mod 2**64`."""
+        return (self._prefix_hash * HASH_BASE) & MASK
+
+    def candidate_hash(self, char: str) -> int:
+        return self.index.extend(self._prefix_hash, char_code(char))
+
+    def would_copy(self, char: str) -> bool:
+        if not self.armed:
+            return False
+        probe = np.array([self.candidate_hash(char)], dtype=np.uint64)
+        return bool(self.index.contains(probe)[0])
+
+    def copying_codes(self, codes: U64Array) -> npt.NDArray[np.bool_]:
+        """For each candidate character code (see `char_code`), whether it completes a copy."""
+        if not self.armed:
+            return np.zeros(codes.shape, dtype=np.bool_)
+        return self.index.contains(
+            codes + np.uint64(self.candidate_base)
+        )  # uint64 addition wraps modulo 2**64
+
+    def push(self, char: str) -> None:
+        code = char_code(char)
+        window_hash = self.index.extend(self._prefix_hash, code)
+        self._recent.append(code)
+        if len(self._recent) > self.index.span:
+            window_hash = self.index.roll(window_hash, self._recent.pop(0))
+        self._prefix_hash = window_hash
