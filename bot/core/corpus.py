@@ -46,7 +46,7 @@ MAX_SNOWFLAKE = 2**63 - 1  # ids are stored as signed 64-bit integers
 # row binds 6. Pages of ~1000 messages (~100 KB of text) keep streaming memory flat.
 _INSERT_CHUNK = 1000
 _IN_CHUNK = 500
-_MESSAGE_PAGE = 2000
+MESSAGE_PAGE_ROWS = 2000
 # Documents are paged by count too, and each one is at most `max_upload_bytes` (2 MB by
 # default), so a page holds at most a few MB of text.
 _DOCUMENT_PAGE = 4
@@ -502,7 +502,11 @@ def export_user(session: Session, user_id: int) -> dict[str, Any]:
 
 
 def iter_corpus_text(
-    session: Session, server_id: int, *, max_chars: int | None = None
+    session: Session,
+    server_id: int,
+    *,
+    max_chars: int | None = None,
+    page_rows: int = MESSAGE_PAGE_ROWS,
 ) -> Iterator[str]:
     """Stream the server's training text (see the module docstring) in chunks.
 
@@ -514,14 +518,21 @@ def iter_corpus_text(
     the newest messages win, documents come in only if the messages leave room, and the
     oldest item kept is cut from its start. Lengths are summed in SQL from the newest item
     backwards, so the text that is left out is never read.
+
+    `page_rows` messages are read per query and yielded as one chunk; each document is a
+    chunk of its own.
     """
+    if page_rows < 1:
+        raise ValueError("page_rows must be at least 1")
     if max_chars is not None and max_chars <= 0:
         return
     first_document_id, first_message_id, skip = 0, 0, 0
     if max_chars is not None:
-        first_document_id, first_message_id, skip = _tail_start(session, server_id, max_chars)
+        first_document_id, first_message_id, skip = _tail_start(
+            session, server_id, max_chars, page_rows
+        )
     remaining = max_chars
-    for chunk in _iter_items(session, server_id, first_document_id, first_message_id):
+    for chunk in _iter_items(session, server_id, first_document_id, first_message_id, page_rows):
         if skip:
             cut = min(skip, len(chunk))
             chunk, skip = chunk[cut:], skip - cut
@@ -603,7 +614,11 @@ def chars_since_last_success(session: Session, server_id: int) -> int:
 
 
 def _iter_items(
-    session: Session, server_id: int, first_document_id: int, first_message_id: int
+    session: Session,
+    server_id: int,
+    first_document_id: int,
+    first_message_id: int,
+    page_rows: int,
 ) -> Iterator[str]:
     """Documents from `first_document_id`, then messages from `first_message_id` (ids
     inclusive), each item followed by the separator; documents one chunk each, messages a
@@ -628,17 +643,19 @@ def _iter_items(
             select(Message.id, Message.content)
             .where(Message.server_id == server_id, Message.id > last_id)
             .order_by(Message.id)
-            .limit(_MESSAGE_PAGE)
+            .limit(page_rows)
         ).all()
         if not page:
             return
         last_id = page[-1][0]
         yield "".join(content + SEPARATOR for _, content in page)
-        if len(page) < _MESSAGE_PAGE:
+        if len(page) < page_rows:
             return
 
 
-def _tail_start(session: Session, server_id: int, max_chars: int) -> tuple[int, int, int]:
+def _tail_start(
+    session: Session, server_id: int, max_chars: int, page_rows: int
+) -> tuple[int, int, int]:
     """Where the last `max_chars` characters of the training text begin.
 
     Returns (first document id or -1 for none, first message id, characters to drop from
@@ -650,7 +667,7 @@ def _tail_start(session: Session, server_id: int, max_chars: int) -> tuple[int, 
         .where(Message.server_id == server_id)
         .order_by(Message.id.desc())
     )
-    found = _walk_back(session, newest_first_messages, Message.id, budget)
+    found = _walk_back(session, newest_first_messages, Message.id, budget, page_rows)
     if found is not None:
         message_id, skip = found
         return -1, message_id, skip
@@ -662,7 +679,7 @@ def _tail_start(session: Session, server_id: int, max_chars: int) -> tuple[int, 
         .where(Document.server_id == server_id)
         .order_by(Document.id.desc())
     )
-    found = _walk_back(session, newest_first_documents, Document.id, budget)
+    found = _walk_back(session, newest_first_documents, Document.id, budget, page_rows)
     if found is not None:
         document_id, skip = found
         return document_id, 0, skip
@@ -670,7 +687,7 @@ def _tail_start(session: Session, server_id: int, max_chars: int) -> tuple[int, 
 
 
 def _walk_back(
-    session: Session, query: Select[int, Any], id_column: Any, budget: int
+    session: Session, query: Select[int, Any], id_column: Any, budget: int, page_rows: int
 ) -> tuple[int, int] | None:
     """Page through (id, length) newest first until the lengths exceed `budget`; returns
     the id of the item that crosses it and how many of its characters to drop, or None
@@ -678,13 +695,13 @@ def _walk_back(
     last_id: int | None = None
     while True:
         page_query = query if last_id is None else query.where(id_column < last_id)
-        page = session.execute(page_query.limit(_MESSAGE_PAGE)).all()
+        page = session.execute(page_query.limit(page_rows)).all()
         for row in page:
             item_id, length = int(row[0]), int(row[1])
             if length >= budget:
                 return item_id, length - budget
             budget -= length
-        if len(page) < _MESSAGE_PAGE:
+        if len(page) < page_rows:
             return None
         last_id = int(page[-1][0])
 

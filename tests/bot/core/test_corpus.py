@@ -1,0 +1,491 @@
+"""The corpus API on a real migrated database: a SQLite file, and PostgreSQL when available."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import ColumnElement, Engine, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.core import corpus
+from bot.core.corpus import CorpusStats, IncomingMessage, PurgeCounts
+from bot.core.errors import DuplicateUpload, InvalidInput, NotAllowed
+from bot.core.tables import (
+    EVERYWHERE,
+    Base,
+    Channel,
+    Document,
+    Message,
+    OptOut,
+    RunMode,
+    RunStatus,
+    RunTrigger,
+    Server,
+    TrainedModel,
+    TrainingRun,
+)
+
+SERVER = 111
+OTHER_SERVER = 222
+CHANNEL = 10
+ALICE = 1001
+BOB = 1002
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def msg(
+    message_id: int,
+    content: str = "",
+    *,
+    author: int = ALICE,
+    channel: int = CHANNEL,
+    created_at: datetime | None = None,
+) -> IncomingMessage:
+    return IncomingMessage(
+        id=message_id,
+        channel_id=channel,
+        author_id=author,
+        content=content or f"message {message_id}",
+        created_at=created_at or T0 + timedelta(seconds=message_id),
+    )
+
+
+def count(session: Session, model: type[Base], *where: ColumnElement[bool]) -> int:
+    return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def add_run(
+    session: Session, server_id: int, status: RunStatus, started_at: datetime | None
+) -> TrainingRun:
+    run = TrainingRun(
+        server_id=server_id,
+        trigger=RunTrigger.SCHEDULE,
+        mode=RunMode.FINE_TUNE,
+        arch="gru",
+        status=status,
+        started_at=started_at,
+        requested_by=ALICE,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+# --- servers and channels -------------------------------------------------------------
+
+
+def test_ensure_server_creates_once_and_updates_the_name(session: Session) -> None:
+    first = corpus.ensure_server(session, SERVER, "Guild")
+    again = corpus.ensure_server(session, SERVER)
+    renamed = corpus.ensure_server(session, SERVER, "Renamed")
+    assert first.id == again.id == renamed.id == SERVER
+    assert renamed.name == "Renamed"
+    assert count(session, Server) == 1
+
+
+@pytest.mark.parametrize("bad_id", [0, -5, 2**63, "123", True])
+def test_ensure_server_rejects_ids_that_are_not_snowflakes(
+    session: Session, bad_id: object
+) -> None:
+    with pytest.raises(InvalidInput):
+        corpus.ensure_server(session, bad_id)  # pyright: ignore[reportArgumentType]
+
+
+def test_channels_opt_in_and_out_of_collection(session: Session) -> None:
+    assert not corpus.is_collecting(session, SERVER, CHANNEL)  # never configured
+    corpus.set_channel_collect(session, SERVER, CHANNEL, True, added_by=ALICE)
+    corpus.set_channel_collect(session, SERVER, 20, False)
+    assert corpus.is_collecting(session, SERVER, CHANNEL)
+    assert not corpus.is_collecting(session, SERVER, 20)
+    assert [c.channel_id for c in corpus.list_channels(session, SERVER)] == [CHANNEL, 20]
+    assert [c.channel_id for c in corpus.list_channels(session, SERVER, collecting_only=True)] == [
+        CHANNEL
+    ]
+    assert corpus.list_channels(session, SERVER)[0].added_by == ALICE
+
+    corpus.set_collecting(session, SERVER, False)  # the server-wide switch wins
+    assert not corpus.is_collecting(session, SERVER, CHANNEL)
+    corpus.set_collecting(session, SERVER, True)
+    corpus.set_channel_collect(session, SERVER, CHANNEL, False)
+    assert not corpus.is_collecting(session, SERVER, CHANNEL)
+
+
+def test_channel_replies_are_configured_separately(session: Session) -> None:
+    channel = corpus.set_channel_replies(session, SERVER, CHANNEL, True, 0.25)
+    assert (channel.replies, channel.reply_chance, channel.collect) == (True, 0.25, False)
+    with pytest.raises(InvalidInput):
+        corpus.set_channel_replies(session, SERVER, CHANNEL, True, 1.5)
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+def test_add_messages_is_idempotent_on_the_message_id(session: Session) -> None:
+    assert corpus.add_messages(session, SERVER, [msg(1), msg(2), msg(3)]) == 3
+    assert corpus.add_messages(session, SERVER, [msg(2, "changed?"), msg(3), msg(4)]) == 1
+    assert corpus.corpus_text(session, SERVER) == ("message 1\nmessage 2\nmessage 3\nmessage 4\n")
+
+
+def test_add_messages_skips_empty_duplicate_and_nul_content(session: Session) -> None:
+    batch = [msg(1, "kept"), msg(2, " \n\t "), msg(3, "a\x00b"), msg(1, "same id again")]
+    assert corpus.add_messages(session, SERVER, batch) == 2
+    assert corpus.corpus_text(session, SERVER) == "kept\nab\n"
+    assert corpus.add_messages(session, SERVER, []) == 0
+
+
+def test_add_messages_counts_batches_larger_than_one_statement(session: Session) -> None:
+    batch = [msg(i, f"m{i}", author=i % 7 + 1) for i in range(1, 2502)]
+    assert corpus.add_messages(session, SERVER, batch) == 2501
+    assert corpus.add_messages(session, SERVER, batch) == 0
+    assert count(session, Message) == 2501
+
+
+def test_add_messages_skips_authors_who_opted_out(session: Session) -> None:
+    corpus.opt_out(session, BOB, SERVER)
+    corpus.opt_out(session, 3003, None)  # everywhere
+    batch = [msg(1, author=ALICE), msg(2, author=BOB), msg(3, author=3003)]
+    assert corpus.add_messages(session, SERVER, batch) == 1
+    assert corpus.add_messages(session, OTHER_SERVER, [msg(4, author=BOB)]) == 1
+    assert corpus.add_messages(session, OTHER_SERVER, [msg(5, author=3003)]) == 0
+
+
+def test_add_messages_stores_created_at_in_utc(session: Session) -> None:
+    plus_two = datetime(2026, 1, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    corpus.add_messages(session, SERVER, [msg(1, created_at=plus_two)])
+    stored = session.get(Message, 1, populate_existing=True)
+    assert stored is not None
+    assert stored.created_at == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert stored.created_at.utcoffset() == timedelta(0)
+
+
+def test_an_invalid_message_rejects_the_whole_batch(session: Session) -> None:
+    corpus.add_messages(session, SERVER, [msg(1)])
+    bad = IncomingMessage(id=3, channel_id=CHANNEL, author_id=-1, content="x")
+    with pytest.raises(InvalidInput, match="author id"):
+        corpus.add_messages(session, SERVER, [msg(2), bad, msg(4)])
+    assert count(session, Message) == 1
+    assert corpus.add_messages(session, SERVER, [msg(5)]) == 1  # the session is still usable
+
+
+def test_a_batch_failing_in_the_database_leaves_nothing_half_written(
+    session: Session, engine: Engine
+) -> None:
+    # A trigger makes the database itself refuse one row in the second statement chunk.
+    _refuse_message_id(session, engine, 1500)
+    corpus.add_messages(session, SERVER, [msg(1)])
+    batch = [msg(i) for i in range(2, 2002)]
+    with pytest.raises(Exception, match="refused"):
+        corpus.add_messages(session, SERVER, batch)
+    assert count(session, Message) == 1
+    assert corpus.add_messages(session, SERVER, [msg(9000)]) == 1
+    session.commit()
+    assert count(session, Message) == 2
+
+
+def _refuse_message_id(session: Session, engine: Engine, message_id: int) -> None:
+    if engine.dialect.name == "sqlite":
+        session.execute(
+            text(
+                "CREATE TRIGGER refuse_one BEFORE INSERT ON messages "
+                f"WHEN NEW.id = {message_id} BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        )
+    else:
+        session.execute(
+            text(
+                "CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.id = {message_id} THEN RAISE EXCEPTION 'refused'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        session.execute(
+            text(
+                "CREATE TRIGGER refuse_one BEFORE INSERT ON messages "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_one()"
+            )
+        )
+
+
+def test_an_edit_replaces_the_text_the_trainer_sees(session: Session) -> None:
+    corpus.add_messages(session, SERVER, [msg(1, "before"), msg(2, "other")])
+    edited_at = T0 + timedelta(days=1)
+    assert corpus.edit_message(session, 1, "after", edited_at)
+    assert corpus.corpus_text(session, SERVER) == "after\nother\n"
+    stored = session.get(Message, 1, populate_existing=True)
+    assert stored is not None and stored.edited_at == edited_at
+    assert not corpus.edit_message(session, 404, "never collected")
+
+
+def test_an_edit_that_empties_a_message_removes_it(session: Session) -> None:
+    corpus.add_messages(session, SERVER, [msg(1, "before"), msg(2, "other")])
+    assert corpus.edit_message(session, 1, "   ")
+    assert corpus.corpus_text(session, SERVER) == "other\n"
+
+
+def test_delete_messages(session: Session) -> None:
+    corpus.add_messages(session, SERVER, [msg(i) for i in range(1, 6)])
+    corpus.add_messages(session, SERVER, [msg(6, channel=20)])
+    assert corpus.delete_messages(session, [1, 2, 2, 404]) == 2
+    assert corpus.delete_message(session, 3)
+    assert not corpus.delete_message(session, 3)
+    assert corpus.delete_channel_messages(session, SERVER, 20) == 1
+    assert corpus.corpus_text(session, SERVER) == "message 4\nmessage 5\n"
+
+
+# --- documents -------------------------------------------------------------------------
+
+
+def test_add_document_normalises_and_stores_the_text(session: Session) -> None:
+    data = "\ufeffFirst line\r\nSecond line\rThird ✓".encode()
+    document = corpus.add_document(session, SERVER, ALICE, "C:\\Users\\a\\story.txt", data, 1000)
+    assert document.text == "First line\nSecond line\nThird ✓"
+    assert document.filename == "story.txt"
+    assert document.size_bytes == len(data)
+    assert [d.filename for d in corpus.list_documents(session, SERVER)] == ["story.txt"]
+    corpus.add_messages(session, SERVER, [msg(1, "hi")])
+    assert corpus.corpus_text(session, SERVER) == "First line\nSecond line\nThird ✓\nhi\n"
+
+
+def test_a_duplicate_upload_is_reported_not_stored(session: Session) -> None:
+    corpus.add_document(session, SERVER, ALICE, "a.txt", b"same text\n", 1000)
+    with pytest.raises(DuplicateUpload, match=r"b\.txt .* a\.txt"):
+        corpus.add_document(session, SERVER, BOB, "b.txt", b"same text\r\n", 1000)
+    corpus.add_document(session, OTHER_SERVER, BOB, "b.txt", b"same text\n", 1000)
+    assert count(session, Document) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"caf\xe9 latin-1", "not valid UTF-8"),
+        (b"text\x00with NUL", "NUL"),
+        (b"x" * 101, "limited to 100 bytes"),
+        (b" \n\r\n ", "no text"),
+        (b"", "no text"),
+    ],
+)
+def test_bad_uploads_are_rejected_with_a_clear_reason(
+    session: Session, data: bytes, reason: str
+) -> None:
+    with pytest.raises(InvalidInput, match=reason):
+        corpus.add_document(session, SERVER, ALICE, "bad.txt", data, 100)
+    assert count(session, Document) == 0
+
+
+def test_an_opted_out_user_cannot_upload(session: Session) -> None:
+    corpus.opt_out(session, ALICE, SERVER)
+    with pytest.raises(NotAllowed):
+        corpus.add_document(session, SERVER, ALICE, "a.txt", b"text", 100)
+    assert count(session, Document) == 0
+
+
+def test_delete_document(session: Session) -> None:
+    document = corpus.add_document(session, SERVER, ALICE, "a.txt", b"text", 100)
+    assert not corpus.delete_document(session, OTHER_SERVER, document.id)
+    assert corpus.delete_document(session, SERVER, document.id)
+    assert count(session, Document) == 0
+
+
+# --- privacy ---------------------------------------------------------------------------
+
+
+def _two_servers_of_content(session: Session) -> None:
+    corpus.add_messages(session, SERVER, [msg(1, author=ALICE), msg(2, author=BOB)])
+    corpus.add_messages(session, OTHER_SERVER, [msg(3, author=ALICE), msg(4, author=BOB)])
+    corpus.add_document(session, SERVER, ALICE, "alice.txt", b"alice here", 100)
+    corpus.add_document(session, OTHER_SERVER, ALICE, "alice.txt", b"alice there", 100)
+
+
+def test_opting_out_in_one_server_removes_what_the_user_gave_there(session: Session) -> None:
+    _two_servers_of_content(session)
+    counts = corpus.opt_out(session, ALICE, SERVER)
+    assert counts == PurgeCounts(messages=1, documents=1)
+    assert corpus.is_opted_out(session, ALICE, SERVER)
+    assert not corpus.is_opted_out(session, ALICE, OTHER_SERVER)
+    assert not corpus.is_opted_out(session, ALICE, None)
+    assert count(session, Message, Message.author_id == ALICE, Message.server_id == SERVER) == 0
+    assert count(session, Document, Document.server_id == SERVER) == 0
+    assert count(session, Message, Message.author_id == ALICE) == 1  # the other server's
+    assert corpus.opt_out(session, ALICE, SERVER) == PurgeCounts()  # twice is harmless
+
+
+def test_opting_out_everywhere_removes_everything_the_user_gave(session: Session) -> None:
+    _two_servers_of_content(session)
+    assert corpus.opt_out(session, ALICE) == PurgeCounts(messages=2, documents=2)
+    assert corpus.is_opted_out(session, ALICE, SERVER)
+    assert corpus.is_opted_out(session, ALICE, None)
+    assert count(session, Message, Message.author_id == ALICE) == 0
+    assert count(session, Document) == 0
+    assert count(session, Message) == 2  # Bob's
+
+
+def test_opting_in_lifts_only_the_same_scope(session: Session) -> None:
+    corpus.opt_out(session, ALICE, SERVER)
+    corpus.opt_out(session, ALICE)
+    assert corpus.opt_in(session, ALICE, SERVER)
+    assert corpus.is_opted_out(session, ALICE, SERVER)  # still opted out everywhere
+    assert corpus.opt_in(session, ALICE)
+    assert not corpus.is_opted_out(session, ALICE, SERVER)
+    assert not corpus.opt_in(session, ALICE)
+    assert corpus.add_messages(session, SERVER, [msg(1, author=ALICE)]) == 1
+
+
+def test_purging_a_user_leaves_no_rows_of_theirs(session: Session) -> None:
+    _two_servers_of_content(session)
+    corpus.set_channel_collect(session, SERVER, CHANNEL, True, added_by=ALICE)
+    add_run(session, SERVER, RunStatus.QUEUED, None)
+
+    assert corpus.purge_user(session, ALICE, SERVER) == PurgeCounts(messages=1, documents=1)
+    assert count(session, Message, Message.author_id == ALICE) == 1
+    assert count(session, Channel, Channel.added_by == ALICE) == 0
+    assert count(session, TrainingRun, TrainingRun.requested_by == ALICE) == 0
+
+    assert corpus.purge_user(session, ALICE) == PurgeCounts(messages=1, documents=1)
+    assert count(session, Message, Message.author_id == ALICE) == 0
+    assert count(session, Document, Document.uploader_id == ALICE) == 0
+    assert count(session, Message) == 2  # Bob's
+    assert corpus.export_user(session, ALICE)["messages"] == []
+
+
+def test_purging_a_server_leaves_no_rows_of_it(session: Session) -> None:
+    _two_servers_of_content(session)
+    corpus.set_channel_collect(session, SERVER, CHANNEL, True)
+    run = add_run(session, SERVER, RunStatus.SUCCEEDED, T0)
+    session.add(
+        TrainedModel(
+            server_id=SERVER,
+            run_id=run.id,
+            checkpoint_path="x.ckpt",
+            arch="gru",
+            param_count=1,
+            chars_trained=1,
+        )
+    )
+    corpus.opt_out(session, 5005, SERVER)
+    corpus.opt_out(session, 6006)  # everywhere: not the server's to delete
+
+    counts = corpus.purge_server(session, SERVER)
+    assert counts["servers"] == 1 and counts["messages"] == 2 and counts["opt_outs"] == 1
+    for model in (Message, Document, Channel, TrainingRun, TrainedModel, OptOut):
+        assert count(session, model, model.server_id == SERVER) == 0
+    assert session.get(Server, SERVER) is None
+    assert count(session, Message, Message.server_id == OTHER_SERVER) == 2
+    assert count(session, OptOut, OptOut.server_id == EVERYWHERE) == 1
+
+
+def test_export_user_gathers_everything_across_servers_as_json(session: Session) -> None:
+    _two_servers_of_content(session)
+    corpus.edit_message(session, 1, "edited", T0 + timedelta(days=2))
+    corpus.opt_out(session, ALICE, 999)
+    exported = corpus.export_user(session, ALICE)
+    json.dumps(exported)  # serialisable as is
+    assert exported["user_id"] == ALICE
+    assert [(m["id"], m["server_id"], m["content"]) for m in exported["messages"]] == [
+        (1, SERVER, "edited"),
+        (3, OTHER_SERVER, "message 3"),
+    ]
+    assert exported["messages"][0]["edited_at"] == "2026-01-03T12:00:00+00:00"
+    assert exported["messages"][0]["created_at"] == "2026-01-01T12:00:01+00:00"
+    assert sorted(d["text"] for d in exported["documents"]) == ["alice here", "alice there"]
+    assert exported["opt_outs"][0]["server_id"] == 999
+    assert not exported["opt_outs"][0]["everywhere"]
+    assert corpus.export_user(session, 424242)["messages"] == []
+
+
+# --- training text and statistics ------------------------------------------------------
+
+
+def test_corpus_text_is_documents_then_messages_in_id_order(session: Session) -> None:
+    corpus.add_messages(session, SERVER, [msg(30, "c"), msg(10, "a"), msg(20, "b\nb")])
+    corpus.add_document(session, SERVER, ALICE, "1.txt", b"doc one", 100)
+    corpus.add_document(session, SERVER, ALICE, "2.txt", b"doc two\n", 100)
+    corpus.add_messages(session, OTHER_SERVER, [msg(15, "elsewhere")])
+    expected = "doc one\ndoc two\n\na\nb\nb\nc\n"
+    assert corpus.corpus_text(session, SERVER) == expected
+    chunks = list(corpus.iter_corpus_text(session, SERVER, page_rows=1))
+    assert "".join(chunks) == expected
+    assert len(chunks) == 5  # one per document, one per page of messages
+    assert corpus.corpus_text(session, 333) == ""
+
+
+def test_max_chars_keeps_the_newest_text(session: Session) -> None:
+    corpus.add_document(session, SERVER, ALICE, "1.txt", b"first document", 100)
+    corpus.add_document(session, SERVER, ALICE, "2.txt", b"second", 100)
+    corpus.add_messages(session, SERVER, [msg(i, "x" * (i % 4) + str(i)) for i in range(1, 12)])
+    full = corpus.corpus_text(session, SERVER)
+    for page_rows in (1, 3, 2000):
+        for max_chars in range(1, len(full) + 3):
+            tail = corpus.corpus_text(session, SERVER, max_chars=max_chars)
+            assert tail == full[-max_chars:], (page_rows, max_chars)
+    assert corpus.corpus_text(session, SERVER, max_chars=0) == ""
+
+
+def test_stats_match_the_training_text(session: Session) -> None:
+    corpus.add_messages(
+        session,
+        SERVER,
+        [msg(1, author=ALICE), msg(2, author=BOB, channel=20), msg(3, "✓✓", author=BOB)],
+    )
+    corpus.add_document(session, SERVER, ALICE, "a.txt", "ünïcode".encode(), 100)
+    stats = corpus.corpus_stats(session, SERVER)
+    assert stats == CorpusStats(
+        messages=3,
+        documents=1,
+        chars=len(corpus.corpus_text(session, SERVER)),
+        authors=2,
+        channels=2,
+    )
+    assert corpus.corpus_stats(session, 333) == CorpusStats(0, 0, 0, 0, 0)
+
+
+def test_chars_since_last_success_counts_what_came_after_its_start(session: Session) -> None:
+    corpus.add_messages(session, SERVER, [msg(1, "old"), msg(2, "older")])
+    assert corpus.chars_since_last_success(session, SERVER) == len("old\nolder\n")
+
+    add_run(session, SERVER, RunStatus.SUCCEEDED, T0 + timedelta(seconds=1, milliseconds=500))
+    add_run(session, SERVER, RunStatus.FAILED, T0 + timedelta(days=30))  # ignored
+    assert corpus.chars_since_last_success(session, SERVER) == len("older\n")
+
+    add_run(session, SERVER, RunStatus.SUCCEEDED, T0 + timedelta(hours=1))
+    corpus.add_messages(session, SERVER, [msg(5000, "new message")])  # T0 + 5000 s
+    corpus.add_document(session, SERVER, ALICE, "a.txt", b"uploaded now", 100)
+    assert corpus.chars_since_last_success(session, SERVER) == len("new message\nuploaded now\n")
+    assert corpus.chars_since_last_success(session, OTHER_SERVER) == 0
+
+
+# --- concurrency -------------------------------------------------------------------------
+
+
+def test_concurrent_writers_lose_no_rows(session_factory: sessionmaker[Session]) -> None:
+    with session_factory.begin() as session:
+        corpus.ensure_server(session, SERVER)
+    errors: list[BaseException] = []
+
+    def writer(first_id: int) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                for batch in range(20):
+                    start = first_id + batch * 25
+                    with session_factory.begin() as session:
+                        # Read first, then write: the pattern that fails without BEGIN IMMEDIATE.
+                        corpus.is_opted_out(session, ALICE, SERVER)
+                        corpus.add_messages(
+                            session, SERVER, [msg(i) for i in range(start, start + 25)]
+                        )
+            except BaseException as error:
+                errors.append(error)
+
+        return run
+
+    threads = [threading.Thread(target=writer(base)) for base in (1, 100_001)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with session_factory() as session:
+        assert corpus.corpus_stats(session, SERVER).messages == 2 * 20 * 25
