@@ -1,0 +1,66 @@
+"""Discord-side helpers shared by the cogs: who is asking, safe sends, error routing."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.errors import NotAllowed
+from bot.core.services import Actor
+from bot.render import fit_message
+from bot.tree import ParrotCommandTree, reply_with_error
+
+if TYPE_CHECKING:
+    from bot.core.services import ParrotServices
+
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def actor_from(interaction: discord.Interaction) -> Actor:
+    """The person behind an interaction, with Manage Server read from the payload.
+
+    `interaction.permissions` are the member's resolved permissions in the channel, sent by
+    Discord with every interaction, so the check never depends on the member cache.
+    """
+    if interaction.guild_id is None:
+        raise NotAllowed("This command only works in a server.")
+    permissions = interaction.permissions
+    return Actor(
+        server_id=interaction.guild_id,
+        user_id=interaction.user.id,
+        can_manage=permissions.manage_guild or permissions.administrator,
+    )
+
+
+def text_file(text: str, filename: str) -> discord.File:
+    return discord.File(io.BytesIO(text.encode("utf-8")), filename=filename)
+
+
+def fitted_send_kwargs(text: str, filename: str = "parrot.txt") -> dict[str, Any]:
+    """`content` (<= 2,000 characters) plus, when the text is longer, a .txt attachment."""
+    fitted = fit_message(text)
+    attachments = [] if fitted.attachment is None else [text_file(fitted.attachment, filename)]
+    return {"content": fitted.content, "attachments": attachments}
+
+
+class ParrotCog(commands.Cog):
+    """Base of Parrot's cogs: keeps the services and routes errors in plugin mode.
+
+    Under `ParrotBot` the tree's `on_error` answers every failure. Loaded into another bot
+    (plugin mode) that tree is not ours, so the cog answers its own commands' errors here
+    (the host tree's handler then runs too; it usually only logs).
+    """
+
+    def __init__(self, bot: commands.Bot, services: ParrotServices) -> None:
+        self.bot = bot
+        self.services = services
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if not isinstance(getattr(interaction.client, "tree", None), ParrotCommandTree):
+            await reply_with_error(interaction, error)

@@ -1,0 +1,179 @@
+"""`/corpus status|channel-add|channel-remove|replies|upload|clear`: what Parrot learns from."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.errors import InvalidInput
+from bot.core.services import Actor, CorpusStatus
+from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from
+from bot.plugin import ensure_services
+from bot.render import neutralize_mentions
+from bot.tree import reply_with_error
+
+CONFIRM_TIMEOUT_SECONDS = 60.0
+TEXT_CONTENT_TYPES = ("text/plain",)
+
+
+def describe_status(status: CorpusStatus) -> str:
+    channels = ", ".join(f"<#{c}>" for c in status.collecting_channels) or "none yet"
+    lines = [
+        f"**Corpus:** {status.messages:,} messages, {status.documents:,} documents, "
+        f"{status.chars:,} characters from {status.authors:,} authors.",
+        f"**Collecting from:** {channels}" + ("" if status.collecting else " (paused)"),
+    ]
+    if status.reply_channels:
+        lines.append("**Replies in:** " + ", ".join(f"<#{c}>" for c in status.reply_channels))
+    if status.model is None:
+        need = max(0, status.min_chars_first_model - status.chars)
+        lines.append(
+            "**Model:** none yet"
+            + (f" ({need:,} more characters until the first one)." if need else ".")
+        )
+    else:
+        lines.append(
+            f"**Model:** {status.model.arch.upper()}, trained on "
+            f"{status.model.chars_trained:,} characters; "
+            f"{status.chars_since_last_training:,} new characters since the last run."
+        )
+    return "\n".join(lines)
+
+
+class ClearConfirmation(discord.ui.View):
+    def __init__(self, cog: CorpusCog, actor: Actor) -> None:
+        super().__init__(timeout=CONFIRM_TIMEOUT_SECONDS)
+        self.cog = cog
+        self.actor = actor
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id != self.actor.user_id:
+            await interaction.response.send_message(
+                "Only the admin who asked can confirm this.",
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
+            )
+            return False
+        return True
+
+    @discord.ui.button(label="Delete everything", style=discord.ButtonStyle.danger)
+    async def confirm(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+        self.stop()
+        messages, documents = await self.cog.services.clear_corpus(self.actor)
+        await interaction.response.edit_message(
+            content=f"Deleted {messages:,} messages and {documents:,} documents.",
+            view=None,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    @discord.ui.button(label="Keep it", style=discord.ButtonStyle.secondary)
+    async def cancel(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+        self.stop()
+        await interaction.response.edit_message(
+            content="Nothing was deleted.", view=None, allowed_mentions=NO_MENTIONS
+        )
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
+    ) -> None:
+        await reply_with_error(interaction, error)
+
+
+class CorpusCog(ParrotCog, name="Corpus"):
+    corpus = app_commands.Group(
+        name="corpus", description="What Parrot learns from in this server.", guild_only=True
+    )
+
+    @corpus.command(name="status", description="Size of the corpus and where it comes from.")
+    async def status(self, interaction: discord.Interaction) -> None:
+        actor = actor_from(interaction)
+        status = await self.services.corpus_status(actor.server_id)
+        await interaction.response.send_message(
+            describe_status(status), ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    @corpus.command(name="channel-add", description="Learn from a channel (Manage Server).")
+    @app_commands.describe(channel="The channel whose new messages Parrot collects.")
+    async def channel_add(
+        self, interaction: discord.Interaction, channel: discord.TextChannel
+    ) -> None:
+        actor = actor_from(interaction)
+        await self.services.set_channel_collect(actor, channel.id, True)
+        note = ""
+        if channel.nsfw and not self.services.config.discord.collect_nsfw:
+            note = " It is age-restricted, so nothing will be collected unless the bot's owner enables NSFW collection."
+        await interaction.response.send_message(
+            f"Collecting new messages from {channel.mention}.{note}", allowed_mentions=NO_MENTIONS
+        )
+
+    @corpus.command(name="channel-remove", description="Stop learning from a channel.")
+    @app_commands.describe(channel="The channel to stop collecting (what it gave is kept).")
+    async def channel_remove(
+        self, interaction: discord.Interaction, channel: discord.TextChannel
+    ) -> None:
+        actor = actor_from(interaction)
+        await self.services.set_channel_collect(actor, channel.id, False)
+        await interaction.response.send_message(
+            f"No longer collecting from {channel.mention}.", allowed_mentions=NO_MENTIONS
+        )
+
+    @corpus.command(name="replies", description="Let Parrot answer mentions in a channel.")
+    @app_commands.describe(
+        channel="The channel.",
+        enabled="Answer when mentioned or replied to.",
+        chance="Also reply to this fraction of ordinary messages (0 to 0.2).",
+    )
+    async def replies(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel,
+        enabled: bool,
+        chance: app_commands.Range[float, 0.0, 0.2] = 0.0,
+    ) -> None:
+        actor = actor_from(interaction)
+        await self.services.set_channel_replies(actor, channel.id, enabled, chance)
+        state = "will answer mentions" if enabled else "will not answer"
+        extra = f" and reply to {chance:.0%} of messages" if enabled and chance else ""
+        await interaction.response.send_message(
+            f"Parrot {state} in {channel.mention}{extra}.", allowed_mentions=NO_MENTIONS
+        )
+
+    @corpus.command(name="upload", description="Add a .txt file to the corpus (Manage Server).")
+    @app_commands.describe(file="A UTF-8 .txt file.")
+    async def upload(self, interaction: discord.Interaction, file: discord.Attachment) -> None:
+        actor = actor_from(interaction)
+        self.services.require_manager(actor, "upload text")
+        limit = self.services.config.storage.max_upload_bytes
+        suffix = PurePath(file.filename).suffix.lower()
+        content_type = (file.content_type or "").split(";")[0].strip()
+        if suffix != ".txt" or (content_type and content_type not in TEXT_CONTENT_TYPES):
+            raise InvalidInput("Only plain-text .txt files can be added to the corpus.")
+        if file.size > limit:
+            raise InvalidInput(f"That file is {file.size:,} bytes; the limit is {limit:,} bytes.")
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        data = await file.read()
+        size = await self.services.upload_document(actor, file.filename, data)
+        await interaction.edit_original_response(
+            content=f"Added {neutralize_mentions(discord.utils.escape_markdown(file.filename))} "
+            f"({size:,} bytes) to the corpus.",
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    @corpus.command(name="clear", description="Delete the whole corpus (Manage Server).")
+    async def clear(self, interaction: discord.Interaction) -> None:
+        actor = actor_from(interaction)
+        self.services.require_manager(actor, "clear the corpus")
+        await interaction.response.send_message(
+            "Delete every collected message and uploaded file of this server? "
+            "Trained models are kept.",
+            view=ClearConfirmation(self, actor),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(CorpusCog(bot, await ensure_services(bot)))

@@ -1,0 +1,177 @@
+"""`/generate`: sample a continuation, streamed into the response, with Regenerate/Continue.
+
+The command validates its options and takes the cooldown before acknowledging (so a refusal
+is an ephemeral message), then defers at once: sampling never has to fit in Discord's
+3-second window. The text is shown as it is sampled, editing the response at most about
+once per second, and the finished message carries two buttons for the requesting user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, replace
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.inputs import (
+    LENGTH_MAX,
+    LENGTH_MIN,
+    PROMPT_MAX_CHARS,
+    SEED_MAX,
+    SEED_MIN,
+    TEMPERATURE_MAX,
+    TEMPERATURE_MIN,
+    GenerateOptions,
+)
+from bot.core.services import Actor, ParrotServices
+from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from, fitted_send_kwargs
+from bot.plugin import ensure_services
+from bot.render import generation_text
+from bot.tree import reply_with_error
+
+EDIT_INTERVAL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What a message shows: the user's prompt and everything sampled after it so far."""
+
+    actor: Actor
+    options: GenerateOptions
+    continuation: str = ""
+
+    @property
+    def full_text(self) -> str:
+        return self.options.prompt + self.continuation
+
+
+async def stream_into_response(
+    interaction: discord.Interaction,
+    services: ParrotServices,
+    shown: Generated,
+    options: GenerateOptions,
+    *,
+    view: discord.ui.View | None,
+) -> Generated:
+    """Sample `options` and append it to `shown`, editing the interaction's message as it goes.
+
+    Returns what the message finally shows. The response must already be acknowledged
+    (deferred); edits go through the interaction webhook, at most once per
+    EDIT_INTERVAL_SECONDS, and the final edit attaches the buttons.
+    """
+    sampled = ""
+    last_edit = time.monotonic()
+    async for chunk in services.stream_generate(shown.actor.server_id, options):
+        sampled += chunk
+        now = time.monotonic()
+        if now - last_edit >= EDIT_INTERVAL_SECONDS:
+            last_edit = now
+            partial = replace(shown, continuation=shown.continuation + sampled)
+            await interaction.edit_original_response(
+                **fitted_send_kwargs(generation_text(partial.options.prompt, partial.continuation)),
+                allowed_mentions=NO_MENTIONS,
+            )
+    final = replace(shown, continuation=shown.continuation + sampled)
+    kwargs = fitted_send_kwargs(generation_text(final.options.prompt, final.continuation))
+    if view is not None:
+        kwargs["view"] = view
+    await interaction.edit_original_response(**kwargs, allowed_mentions=NO_MENTIONS)
+    return final
+
+
+class GenerationView(discord.ui.View):
+    """Regenerate / Continue for one generated message; only its requester may press them."""
+
+    def __init__(self, services: ParrotServices, shown: Generated, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.services = services
+        self.shown = shown
+        self.last_interaction: discord.Interaction | None = None
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id != self.shown.actor.user_id:
+            await interaction.response.send_message(
+                "These buttons belong to the person who asked; use /generate for your own.",
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
+            )
+            return False
+        return True
+
+    @discord.ui.button(label="Regenerate", style=discord.ButtonStyle.primary, emoji="🔁")
+    async def regenerate(
+        self, interaction: discord.Interaction, _button: discord.ui.Button
+    ) -> None:
+        # A new sample of the same prompt: a fixed seed would only repeat the same text.
+        options = replace(self.shown.options, seed=None)
+        self.services.take_generate_cooldown(self.shown.actor)
+        await interaction.response.defer()
+        self.last_interaction = interaction
+        fresh = replace(self.shown, options=options, continuation="")
+        self.shown = await stream_into_response(
+            interaction, self.services, fresh, options, view=self
+        )
+
+    @discord.ui.button(label="Continue", style=discord.ButtonStyle.secondary, emoji="➡️")
+    async def continue_(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+        # Re-prime with the tail of the text so far: the model only needs recent context.
+        prime = self.shown.full_text[-PROMPT_MAX_CHARS:]
+        options = replace(self.shown.options, prompt=prime, seed=None)
+        self.services.take_generate_cooldown(self.shown.actor)
+        await interaction.response.defer()
+        self.last_interaction = interaction
+        self.shown = await stream_into_response(
+            interaction, self.services, self.shown, options, view=self
+        )
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
+    ) -> None:
+        await reply_with_error(interaction, error)
+
+    async def on_timeout(self) -> None:
+        # Take the dead buttons away; the interaction token may be gone, which is fine.
+        if self.last_interaction is None:
+            return
+        with contextlib.suppress(discord.HTTPException):
+            await self.last_interaction.edit_original_response(
+                view=None, allowed_mentions=NO_MENTIONS
+            )
+
+
+class GenerateCog(ParrotCog, name="Generate"):
+    @app_commands.command(name="generate", description="Continue a text in this server's style.")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        start="The text to continue (1-500 characters).",
+        length=f"How many characters to add ({LENGTH_MIN}-{LENGTH_MAX}).",
+        temperature="Lower is safer, higher is wilder (0.1-2.0).",
+        seed="Repeat a sample exactly by giving the same seed.",
+    )
+    async def generate(
+        self,
+        interaction: discord.Interaction,
+        start: app_commands.Range[str, 1, PROMPT_MAX_CHARS],
+        length: app_commands.Range[int, LENGTH_MIN, LENGTH_MAX] | None = None,
+        temperature: app_commands.Range[float, TEMPERATURE_MIN, TEMPERATURE_MAX] | None = None,
+        seed: app_commands.Range[int, SEED_MIN, SEED_MAX] | None = None,
+    ) -> None:
+        actor = actor_from(interaction)
+        options = self.services.generate_options(start, length, temperature, seed)
+        self.services.take_generate_cooldown(actor)
+        await interaction.response.defer(thinking=True)
+        shown = Generated(actor, options)
+        view = GenerationView(
+            self.services, shown, timeout=self.services.config.generation.button_timeout_seconds
+        )
+        view.last_interaction = interaction
+        view.shown = await stream_into_response(
+            interaction, self.services, shown, options, view=view
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(GenerateCog(bot, await ensure_services(bot)))

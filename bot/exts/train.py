@@ -1,0 +1,141 @@
+"""`/train start` and `/train cancel`: admin-started runs with a live progress bar.
+
+Manage Server is checked inside the command (the services raise NotAllowed): Discord's
+default permissions are only a hint that server owners can change. The response is edited
+with the run's progress at most about once per second; an interaction token lives 15
+minutes, so a run that outlives it reports its result as a plain channel message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.services import TrainingUpdate
+from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from
+from bot.plugin import ensure_services
+from bot.render import neutralize_mentions, progress_line
+
+log = logging.getLogger(__name__)
+
+EDIT_INTERVAL_SECONDS = 1.0
+INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
+# Stop editing through the token a little before it expires: an edit in flight at the
+# deadline would fail and the result would be lost.
+TOKEN_SAFETY_MARGIN = timedelta(seconds=30)
+
+
+def describe_update(update: TrainingUpdate) -> str:
+    if update.status == "queued":
+        ahead = f" ({update.queue_position} ahead)" if update.queue_position else ""
+        return f"Training run #{update.run_id} is queued{ahead}."
+    if update.status == "running":
+        return f"Training run #{update.run_id} ({update.mode}, {update.arch})\n" + progress_line(
+            update.step, update.total_steps, update.loss, update.eta_seconds
+        )
+    if update.status == "succeeded":
+        bits = f"{update.val_bits_per_char:.3f} bits/char" if update.val_bits_per_char else "?"
+        outcome = (
+            "The new model is active."
+            if update.activated
+            else "The previous model was better on validation text, so it stays active."
+        )
+        return f"Training run #{update.run_id} finished: validation {bits}. {outcome}"
+    if update.status == "cancelled":
+        return f"Training run #{update.run_id} was cancelled."
+    reason = neutralize_mentions(update.error or "unknown error")
+    return f"Training run #{update.run_id} failed: {reason}"
+
+
+class TrainCog(ParrotCog, name="Train"):
+    # An instance attribute in practice (tests shorten it); Discord's rule is 15 minutes.
+    token_lifetime: timedelta = INTERACTION_TOKEN_LIFETIME
+
+    train = app_commands.Group(
+        name="train",
+        description="Train this server's model.",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    @train.command(name="start", description="Start a training run now (Manage Server).")
+    @app_commands.describe(
+        mode="fine-tune the current model, or train a new one from scratch",
+        arch="network type for a from-scratch run (auto trains both and keeps the better)",
+    )
+    async def start(
+        self,
+        interaction: discord.Interaction,
+        mode: Literal["fine-tune", "scratch"] = "fine-tune",
+        arch: Literal["gru", "lstm", "auto"] | None = None,
+    ) -> None:
+        actor = actor_from(interaction)
+        self.services.check_can_train(actor)
+        await interaction.response.defer(thinking=True)
+        run_id = await self.services.start_training(
+            actor, mode=mode, arch=arch, notify_channel_id=interaction.channel_id
+        )
+        await self._follow(interaction, run_id)
+
+    @train.command(name="cancel", description="Stop this server's queued or running run.")
+    async def cancel(self, interaction: discord.Interaction) -> None:
+        actor = actor_from(interaction)
+        await self.services.cancel_training(actor)
+        await interaction.response.send_message(
+            "Cancelling this server's training run.", allowed_mentions=NO_MENTIONS
+        )
+
+    async def _follow(self, interaction: discord.Interaction, run_id: int) -> None:
+        deadline = interaction.created_at + self.token_lifetime - TOKEN_SAFETY_MARGIN
+        last_edit = 0.0
+        last_text = ""
+        final: TrainingUpdate | None = None
+        async for update in self.services.watch_training(run_id):
+            if update.final:
+                final = update
+                break
+            now = time.monotonic()
+            text = describe_update(update)
+            if text == last_text or now - last_edit < EDIT_INTERVAL_SECONDS:
+                continue
+            if datetime.now(UTC) >= deadline:
+                continue  # the token is about to expire: keep watching, report at the end
+            last_edit, last_text = now, text
+            await self._edit(interaction, text)
+        if final is None:
+            return
+        text = describe_update(final)
+        if datetime.now(UTC) < deadline:
+            await self._edit(interaction, text)
+            return
+        await self._post_to_channel(interaction, final, text)
+
+    async def _edit(self, interaction: discord.Interaction, text: str) -> None:
+        try:
+            await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as error:
+            log.warning("could not edit /train progress: %s", error)
+
+    async def _post_to_channel(
+        self, interaction: discord.Interaction, final: TrainingUpdate, text: str
+    ) -> None:
+        channel_id = final.notify_channel_id or interaction.channel_id
+        if channel_id is None:
+            return
+        channel = self.bot.get_channel(channel_id) or self.bot.get_partial_messageable(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        try:
+            await channel.send(text, allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as error:
+            log.warning("could not post the result of run %s: %s", final.run_id, error)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(TrainCog(bot, await ensure_services(bot)))

@@ -1,0 +1,147 @@
+"""Fixtures for the bot tests: a real ParrotBot against the loopback fake Discord.
+
+Everything is real except Discord: SQLite in tmp_path (migrated by the bot at start-up),
+a tiny GRU checkpoint trained once per session, the real sampler, and the real training
+manager with a spawn-started worker (with tiny `train_overrides` so a run takes seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from bot.client import ParrotBot
+from bot.core.config import (
+    CooldownConfig,
+    DiscordConfig,
+    ParrotConfig,
+    ScheduleConfig,
+    StorageConfig,
+)
+from bot.core.services import ParrotServices
+from models.checkpoint import save_checkpoint
+from models.train import TrainConfig, train
+from tests.fakediscord import FakeChannel, FakeDiscord, FakeGuild, FakeUser, Permission, run_bot
+
+CORPUS_LINE = "the parrot sat on the perch and said hello to the sailors. "
+SMALL_TEXT = (
+    "the quick brown fox jumps over the lazy dog. "
+    "a stitch in time saves nine. "
+    "to be or not to be, that is the question.\n"
+) * 40
+
+# TrainConfig fields for every run the bot starts in tests: a run takes a few seconds.
+TINY_TRAINING: dict[str, Any] = {
+    "embed_dim": 16,
+    "hidden_size": 32,
+    "num_layers": 1,
+    "dropout": 0.0,
+    "seq_len": 32,
+    "batch_size": 8,
+    "eval_interval": 5,
+    "warmup_steps": 2,
+    "max_eval_chars": 2_000,
+    "num_threads": 1,
+    "device": "cpu",
+    "max_steps": 30,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny) trained GRU checkpoint file, made once per test session."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = TrainConfig(
+            hidden_size=32,
+            embed_dim=16,
+            num_layers=1,
+            dropout=0.0,
+            seq_len=32,
+            batch_size=8,
+            lr=1e-2,
+            warmup_steps=5,
+            max_minutes=None,
+            max_steps=40,
+            eval_interval=20,
+            device="cpu",
+            precision="fp32",
+        )
+        checkpoint = train(SMALL_TEXT, config).checkpoint
+    finally:
+        torch.set_num_threads(previous)
+    path = tmp_path_factory.mktemp("checkpoints") / "tiny.ckpt"
+    save_checkpoint(checkpoint, path)
+    return path
+
+
+@pytest.fixture
+def parrot_config(tmp_path: Path) -> ParrotConfig:
+    data_dir = tmp_path / "data"
+    return dataclasses.replace(
+        ParrotConfig(),
+        discord=DiscordConfig(shard_count=1),
+        storage=StorageConfig(data_dir=str(data_dir)),
+        schedule=ScheduleConfig(enabled=False),
+        cooldowns=CooldownConfig(
+            generate_per_user_seconds=0.0,
+            generate_per_server_per_minute=0,
+            train_per_server_seconds=0.0,
+        ),
+    )
+
+
+@dataclass
+class World:
+    """The fake Discord with one server, its channel, an admin and a regular member."""
+
+    fake: FakeDiscord
+    bot: ParrotBot
+    guild: FakeGuild
+    channel: FakeChannel
+    admin: FakeUser
+    member: FakeUser
+
+    @property
+    def services(self) -> ParrotServices:
+        return self.bot.services
+
+
+def make_world_entities(fake: FakeDiscord) -> tuple[FakeGuild, FakeChannel, FakeUser, FakeUser]:
+    admin = fake.add_user("admin")
+    guild = fake.add_guild("Parrot Test", owner=admin)
+    channel = fake.add_text_channel(guild, "general")
+    member = fake.add_user("member")
+    fake.add_member(guild, member)
+    fake.add_member(guild, admin, permissions=Permission.MANAGE_GUILD)
+    return guild, channel, admin, member
+
+
+@pytest.fixture
+async def world(fake_discord: FakeDiscord, parrot_config: ParrotConfig) -> AsyncIterator[World]:
+    guild, channel, admin, member = make_world_entities(fake_discord)
+    services = ParrotServices.from_config(parrot_config, train_overrides=TINY_TRAINING)
+    bot = ParrotBot(parrot_config, services=services)
+    async with run_bot(bot, fake_discord):
+        yield World(fake_discord, bot, guild, channel, admin, member)
+
+
+@pytest.fixture
+async def world_with_model(world: World, tiny_checkpoint_path: Path) -> World:
+    await world.services.install_checkpoint(world.guild.id, tiny_checkpoint_path)
+    return world
+
+
+@pytest.fixture
+def no_threads() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
