@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.core.db import make_engine, make_session_factory, upgrade_to_head
 
 POSTGRES_URL_ENV = "PARROT_TEST_POSTGRES_URL"
+pytest_plugins = ["tests.fakediscord.fixtures"]
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 

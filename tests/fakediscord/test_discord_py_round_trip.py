@@ -1,0 +1,436 @@
+"""The fake against a real discord.py 2.x bot defined here: connect, commands, events."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import discord
+import pytest
+from discord import app_commands
+from discord.ext import commands
+from discord.http import Route
+
+from tests.fakediscord import (
+    CallbackType,
+    FakeDiscord,
+    FakeGuild,
+    InvalidInvocation,
+    MessageKind,
+    Permission,
+    run_bot,
+)
+
+
+@dataclass
+class Seen:
+    """What the test bot observed, for assertions."""
+
+    messages: list[discord.Message] = field(default_factory=list)
+    edits: list[discord.RawMessageUpdateEvent] = field(default_factory=list)
+    deletes: list[discord.RawMessageDeleteEvent] = field(default_factory=list)
+    bulk_deletes: list[discord.RawBulkMessageDeleteEvent] = field(default_factory=list)
+    removed_guilds: list[int] = field(default_factory=list)
+    uploads: list[bytes] = field(default_factory=list)
+
+
+class RegenerateView(discord.ui.View):
+    def __init__(self) -> None:
+        super().__init__(timeout=60)
+
+    @discord.ui.button(label="Regenerate", custom_id="test:regenerate")
+    async def regenerate(
+        self, interaction: discord.Interaction, button: discord.ui.Button[RegenerateView]
+    ) -> None:
+        await interaction.response.edit_message(
+            content=f"regenerated for {interaction.user.name}",
+            view=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+
+
+def make_bot(seen: Seen, *, message_content: bool = True) -> commands.Bot:
+    intents = discord.Intents.default()
+    intents.message_content = message_content
+    bot = commands.Bot(command_prefix=commands.when_mentioned, intents=intents)
+    quiet = discord.AllowedMentions.none()
+
+    @bot.tree.command(description="Answer with the text")
+    @app_commands.describe(text="what to echo", times="how often")
+    async def ping(
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, 50],
+        times: app_commands.Range[int, 1, 3] = 1,
+    ) -> None:
+        await interaction.response.send_message(f"pong {text}" * times, allowed_mentions=quiet)
+
+    @bot.tree.command(description="Defer, then edit")
+    async def slow(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.edit_original_response(content="done slowly", allowed_mentions=quiet)
+
+    @bot.tree.command(description="A followup with a file")
+    async def export(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True)
+        await interaction.followup.send(
+            "here",
+            file=discord.File(io.BytesIO(b'{"a": 1}'), "export.json"),
+            ephemeral=True,
+            allowed_mentions=quiet,
+        )
+
+    @bot.tree.command(description="Message with a button")
+    async def choose(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(
+            "pick", view=RegenerateView(), allowed_mentions=quiet
+        )
+
+    corpus = app_commands.Group(name="corpus", description="Corpus admin")
+
+    @corpus.command(name="upload", description="Upload text")
+    async def upload(interaction: discord.Interaction, file: discord.Attachment) -> None:
+        data = await file.read()
+        seen.uploads.append(data)
+        await interaction.response.send_message(
+            f"{file.filename}: {len(data)} bytes", allowed_mentions=quiet
+        )
+
+    @corpus.command(name="channel-add", description="Collect a channel")
+    @app_commands.default_permissions(manage_guild=True)
+    async def channel_add(interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+        allowed = interaction.permissions.manage_guild
+        await interaction.response.send_message(
+            f"added {channel.name}" if allowed else "needs Manage Server",
+            ephemeral=not allowed,
+            allowed_mentions=quiet,
+        )
+
+    bot.tree.add_command(corpus)
+
+    @bot.event
+    async def setup_hook() -> None:
+        await bot.tree.sync()
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        seen.messages.append(message)
+
+    @bot.event
+    async def on_raw_message_edit(payload: discord.RawMessageUpdateEvent) -> None:
+        seen.edits.append(payload)
+
+    @bot.event
+    async def on_raw_message_delete(payload: discord.RawMessageDeleteEvent) -> None:
+        seen.deletes.append(payload)
+
+    @bot.event
+    async def on_raw_bulk_message_delete(payload: discord.RawBulkMessageDeleteEvent) -> None:
+        seen.bulk_deletes.append(payload)
+
+    @bot.event
+    async def on_guild_remove(guild: discord.Guild) -> None:
+        seen.removed_guilds.append(guild.id)
+
+    return bot
+
+
+@dataclass
+class World:
+    fake: FakeDiscord
+    guild: FakeGuild
+    seen: Seen
+
+
+@pytest.fixture
+def world(fake_discord: FakeDiscord) -> World:
+    guild = fake_discord.add_guild("Parrot Test Server")
+    fake_discord.add_text_channel(guild, "general")
+    return World(fake_discord, guild, Seen())
+
+
+async def test_connects_identifies_and_sees_the_guild(world: World) -> None:
+    fake = world.fake
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        assert [g.id for g in bot.guilds] == [world.guild.id]
+        assert bot.user is not None and bot.user.id == fake.bot_user.id
+        assert bot.application_id == fake.application_id
+        guild = bot.get_guild(world.guild.id)
+        assert guild is not None and guild.get_channel(next(iter(world.guild.channels))) is not None
+        identify = fake.gateway.identify_payloads[0]
+        assert identify["token"] == fake.token
+        assert identify["intents"] & (1 << 15)  # message content
+        assert fake.gateway.sessions[0].compress  # discord.py asked for zlib-stream
+        await fake.wait_for(lambda: fake.gateway.sessions[0].heartbeats >= 1, what="a heartbeat")
+
+
+async def test_command_sync_is_recorded(world: World) -> None:
+    async with run_bot(make_bot(world.seen), world.fake):
+        ping = world.fake.registered_command("ping")
+        assert ping is not None
+        assert [(o["name"], o["type"], o.get("required", False)) for o in ping["options"]] == [
+            ("text", 3, True),
+            ("times", 4, False),
+        ]
+        corpus = world.fake.registered_command("corpus")
+        assert corpus is not None
+        assert {o["name"] for o in corpus["options"]} == {"upload", "channel-add"}
+        assert corpus["default_member_permissions"] is None
+        assert len(world.fake.requests_to("PUT", "/applications/")) == 1
+
+
+async def test_slash_command_round_trip(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    alice = fake.add_user("alice")
+    async with run_bot(make_bot(world.seen), fake):
+        interaction = await fake.invoke_slash(
+            world.guild, channel, alice, "ping", {"text": "hi", "times": 2}
+        )
+        response = await interaction.wait_response()
+        assert response["type"] == CallbackType.CHANNEL_MESSAGE_WITH_SOURCE
+        assert response["data"]["content"] == "pong hipong hi"
+        assert interaction.content == "pong hipong hi"
+        assert interaction.response_latency is not None
+        [sent] = fake.messages_sent(MessageKind.INTERACTION_RESPONSE)
+        assert sent.allowed_mentions == {"parse": []}
+        assert not fake.pings(sent).anyone
+
+
+async def test_option_constraints_follow_the_registered_command(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    alice = fake.add_user("alice")
+    async with run_bot(make_bot(world.seen), fake):
+        with pytest.raises(InvalidInvocation, match="length 51"):
+            await fake.invoke_slash(world.guild, channel, alice, "ping", {"text": "x" * 51})
+        with pytest.raises(InvalidInvocation, match="no option 'txt'"):
+            await fake.invoke_slash(world.guild, channel, alice, "ping", {"txt": "x"})
+        with pytest.raises(InvalidInvocation, match="never registered"):
+            await fake.invoke_slash(world.guild, channel, alice, "nope")
+
+
+async def test_defer_then_edit(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(world.seen), fake):
+        interaction = await fake.invoke_slash(world.guild, channel, fake.add_user("bob"), "slow")
+        assert (await interaction.wait_response())[
+            "type"
+        ] == CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+        edit = await interaction.wait_edit()
+        assert edit.content == "done slowly"
+        assert interaction.content == "done slowly"
+
+
+async def test_followup_with_a_file(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(world.seen), fake):
+        interaction = await fake.invoke_slash(
+            world.guild, channel, fake.add_user("carol"), "export"
+        )
+        await interaction.wait_response()
+        assert interaction.ephemeral
+        followup = await interaction.wait_followup()
+        assert followup.ephemeral
+        [file] = followup.files
+        assert (file.filename, file.data) == ("export.json", b'{"a": 1}')
+        message = fake.messages[followup.message_id or 0]
+        assert message["attachments"][0]["filename"] == "export.json"
+
+
+async def test_button_click_updates_the_message(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    dave = fake.add_user("dave")
+    async with run_bot(make_bot(world.seen), fake):
+        command = await fake.invoke_slash(world.guild, channel, dave, "choose")
+        await command.wait_response()
+        click = await fake.click_button(command, dave, "test:regenerate")
+        assert (await click.wait_response())["type"] == CallbackType.UPDATE_MESSAGE
+        assert command.content == "regenerated for dave"
+        assert command.original_message is not None and command.original_message["components"] == []
+        with pytest.raises(InvalidInvocation, match="no component"):
+            await fake.click_button(command, dave, "test:regenerate")
+
+
+async def test_attachment_option_is_readable_by_the_bot(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(world.seen), fake):
+        interaction = await fake.invoke_slash(
+            world.guild,
+            channel,
+            fake.add_user("erin"),
+            "corpus",
+            {"file": ("story.txt", b"Once upon a time")},
+            subcommand="upload",
+        )
+        await interaction.wait_response()
+        assert world.seen.uploads == [b"Once upon a time"]
+        assert interaction.content == "story.txt: 16 bytes"
+
+
+async def test_member_permissions_reach_the_command(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    admin = fake.add_user("admin")
+    fake.add_member(world.guild, admin, permissions=Permission.MANAGE_GUILD)
+    async with run_bot(make_bot(world.seen), fake):
+        allowed = await fake.invoke_slash(
+            world.guild, channel, admin, "corpus", {"channel": channel}, subcommand="channel-add"
+        )
+        refused = await fake.invoke_slash(
+            world.guild,
+            channel,
+            fake.add_user("pleb"),
+            "corpus",
+            {"channel": channel},
+            subcommand="channel-add",
+        )
+        await allowed.wait_response()
+        await refused.wait_response()
+        assert allowed.content == "added general"
+        assert refused.content == "needs Manage Server" and refused.ephemeral
+
+
+async def test_message_create_update_and_delete_reach_the_bot(world: World) -> None:
+    fake = world.fake
+    seen = world.seen
+    channel = next(iter(world.guild.channels.values()))
+    frank = fake.add_user("frank")
+    async with run_bot(make_bot(seen), fake):
+        message = await fake.send_message(channel, frank, "hello parrot")
+        await fake.wait_for(lambda: len(seen.messages) == 1, what="on_message")
+        assert seen.messages[0].content == "hello parrot"
+        assert seen.messages[0].author.id == frank.id
+
+        await fake.edit_message(message, "hello again")
+        await fake.wait_for(lambda: len(seen.edits) == 1, what="on_raw_message_edit")
+        assert seen.edits[0].data["content"] == "hello again"
+
+        await fake.delete_message(message)
+        await fake.wait_for(lambda: len(seen.deletes) == 1, what="on_raw_message_delete")
+        assert seen.deletes[0].message_id == int(message["id"])
+
+        # A purge of messages the bot never cached still arrives as a raw event.
+        await fake.delete_messages(channel, [111, 222])
+        await fake.wait_for(lambda: len(seen.bulk_deletes) == 1, what="on_raw_bulk_message_delete")
+        assert seen.bulk_deletes[0].message_ids == {111, 222}
+
+
+async def test_without_message_content_intent_content_is_empty(world: World) -> None:
+    fake = world.fake
+    seen = world.seen
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(seen, message_content=False), fake):
+        await fake.send_message(channel, fake.add_user("gina"), "secret words")
+        await fake.send_message(channel, fake.add_user("hal"), f"{fake.bot_user.mention} hi")
+        await fake.wait_for(lambda: len(seen.messages) == 2, what="two messages")
+        assert seen.messages[0].content == ""
+        assert seen.messages[1].content.endswith(" hi")
+
+
+async def test_guild_delete_reaches_on_guild_remove(world: World) -> None:
+    fake = world.fake
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        await fake.remove_guild(world.guild)
+        await fake.wait_for(
+            lambda: world.seen.removed_guilds == [world.guild.id], what="on_guild_remove"
+        )
+        assert bot.get_guild(world.guild.id) is None
+
+
+async def test_bot_leaving_a_guild_is_recorded(world: World) -> None:
+    fake = world.fake
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        guild = bot.get_guild(world.guild.id)
+        assert guild is not None
+        await guild.leave()
+        assert fake.left_guild_ids == [world.guild.id]
+        await fake.wait_for(
+            lambda: world.seen.removed_guilds == [world.guild.id], what="on_guild_remove"
+        )
+
+
+async def test_channel_messages_and_edits_are_recorded(world: World) -> None:
+    fake = world.fake
+    channel_id = next(iter(world.guild.channels))
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        channel = bot.get_channel(channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        async with channel.typing():
+            sent = await channel.send(
+                "hi <@123> @everyone", file=discord.File(io.BytesIO(b"abc"), "a.txt")
+            )
+        await sent.edit(content="edited", allowed_mentions=discord.AllowedMentions.none())
+        created, edited = fake.messages_sent()
+        assert (
+            created.kind == MessageKind.CHANNEL_MESSAGE and edited.kind == MessageKind.CHANNEL_EDIT
+        )
+        assert created.files[0].data == b"abc"
+        # No allowed_mentions on the send: on real Discord it would ping everyone.
+        assert fake.pings(created).everyone and not fake.pings(edited).anyone
+        fetched = await channel.fetch_message(sent.id)
+        assert fetched.content == "edited"
+        assert len(fetched.attachments) == 1 and await fetched.attachments[0].read() == b"abc"
+
+
+async def test_missing_permission_is_refused_like_discord(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    fake.bot_permissions = Permission.VIEW_CHANNEL
+    guild = fake.add_guild()
+    guild.everyone_role.permissions = Permission.VIEW_CHANNEL
+    channel_id = fake.add_text_channel(guild).id
+    async with run_bot(make_bot(Seen()), fake) as bot:
+        channel = bot.get_channel(channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        with pytest.raises(discord.Forbidden):
+            await channel.send("hello")
+
+
+async def test_invalid_request_is_caught_by_the_openapi_validator(world: World) -> None:
+    fake = world.fake
+    channel_id = next(iter(world.guild.channels))
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        route = Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id)
+        with pytest.raises(discord.HTTPException, match="Invalid Form Body"):
+            await bot.http.request(
+                route, json={"content": 42, "allowed_mentions": {"parse": ["nobody"]}}
+            )
+        with pytest.raises(discord.NotFound):
+            await bot.http.request(Route("GET", "/definitely/not/discord"))
+    violations = fake.take_spec_violations()
+    assert [v.path for v in violations] == [
+        f"/channels/{channel_id}/messages",
+        "/definitely/not/discord",
+    ]
+    assert "content" in violations[0].problem or "allowed_mentions" in violations[0].problem
+    assert [r.path for r in fake.take_unexpected_requests()] == ["/definitely/not/discord"]
+
+
+async def test_auto_sharded_bot_gets_each_guild_on_its_shard(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    guilds = [fake.add_guild(f"server {i}") for i in range(4)]
+    intents = discord.Intents.default()
+    bot = commands.AutoShardedBot(command_prefix="!", intents=intents, shard_count=2)
+    async with run_bot(bot, fake):
+        assert {g.id for g in bot.guilds} == {g.id for g in guilds}
+        assert sorted(s["shard"] for s in fake.gateway.identify_payloads) == [[0, 2], [1, 2]]
+        for guild in bot.guilds:
+            assert guild.shard_id == (guild.id >> 22) % 2
+
+
+async def test_resume_after_reconnect_request(world: World) -> None:
+    fake = world.fake
+    seen = world.seen
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(seen), fake):
+        await fake.reconnect_gateway()
+        await fake.wait_for(
+            lambda: bool(fake.gateway.resumes) and bool(fake.gateway.sessions), what="RESUME"
+        )
+        await fake.send_message(channel, fake.add_user("ivy"), "after resume")
+        await fake.wait_for(
+            lambda: [m.content for m in seen.messages] == ["after resume"], what="message"
+        )
