@@ -175,27 +175,28 @@ def _train(args: argparse.Namespace) -> int:
         )
     args.out.parent.mkdir(parents=True, exist_ok=True) if args.out.parent != Path() else None
 
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=1000,
-            unit="‰",
-            desc="train",
-            bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
-            file=sys.stderr,
-        )
+    bar: Any = None  # created at the first progress report, so errors print without a bar
 
     def on_progress(p: Progress) -> None:
-        if bar is None:
+        nonlocal bar
+        if args.quiet:
             return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=1000,
+                desc="train",
+                bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
+                file=sys.stderr,
+            )
         target = int(1000 * p.fraction)
         if target > bar.n:
             bar.update(target - bar.n)
         val = f"{p.val_loss:.3f}" if p.val_loss is not None else "-"
         bar.set_postfix_str(
-            f"step {p.step}/{p.total_steps} loss {p.train_loss:.3f} val {val} {p.chars_per_sec / 1000:.1f}k char/s",
+            f"step {p.step}/{p.total_steps} loss {p.train_loss:.3f} val {val} "
+            f"{p.chars_per_sec / 1000:.1f}k char/s",
             refresh=False,
         )
 
