@@ -101,7 +101,7 @@ def test_corrupt_files_are_a_clear_error_and_disable_the_guard(
     path = tmp_path / "model.ckpt.verbatim"
     VerbatimIndex.build(CORPUS).save(path)
     path.write_bytes(damage(path.read_bytes()))
-    with pytest.raises(VerbatimIndexError, match="model.ckpt.verbatim"):
+    with pytest.raises(VerbatimIndexError, match=r"model\.ckpt\.verbatim"):
         VerbatimIndex.load(path)
     with caplog.at_level(logging.WARNING):
         assert load_index_or_none(path) is None

@@ -1,0 +1,316 @@
+"""One worker thread per loaded model, running a dynamic batch; the verbatim guard inside it.
+
+`ModelWorker` owns a `GuardedBatchSampler` (models' `BatchSampler` plus the guard) and loops:
+take the requests that arrived since the last step, prime them (`add`), drop rows whose
+caller went away (`cancel`), run ONE `step()` for every active row, hand each row its new
+text, finish rows that are done. So a request that arrives mid-sample joins at the next step
+and leaves when it is done, and 32 requests cost about one forward per character instead
+of 32. The thread sleeps on a condition when it has no rows (no CPU while idle).
+
+Why a thread per model rather than one round-robin loop over all models: each model's loop
+stays a plain blocking loop with no shared scheduler state; torch releases the GIL inside
+its kernels, so two servers' models really run side by side, and the OS scheduler time-slices
+them fairly (neither can starve the other: each step is short and a thread yields the GIL
+at least every switch interval). With few cores, set torch's intra-op threads low (the
+Sampler's `torch_threads`), so the workers do not oversubscribe the CPU.
+
+`Job` is the bridge to asyncio: the worker appends text under a lock and wakes the awaiting
+coroutine with `call_soon_threadsafe` only when it is actually waiting, so a step costs the
+event loop at most one callback per waiting consumer, however many characters were made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+from collections.abc import Hashable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bot.core.verbatim import CopyGuard, VerbatimIndex, char_code
+from models.charrnn import CharRNN
+from models.sample import BatchSampler, SampleRequest
+from models.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+
+class GuardedBatchSampler(BatchSampler):
+    """A `BatchSampler` whose rows never complete a (span + 1)-char window of the corpus.
+
+    Before each step, for every row whose last `span` characters could start a copy, every
+    candidate next character is tested against the index at once (one vectorised binary
+    search for the whole batch); the candidates that would complete a copied window get
+    logit -inf, so the draw (temperature, top-k, top-p as requested) picks the best
+    character that does not copy: one exact resample, no retry loop. A row for which every
+    character would copy (practically impossible) is cut where it is. The prompt's own
+    windows never count: only windows ending in a generated character are tested.
+
+    Hooks into two internals of `BatchSampler` (`_logits`/`_rows` before the draw, and
+    `_advance`, which sees the sampled ids): `tests/bot/core/test_batching.py` pins them.
+    """
+
+    def __init__(
+        self,
+        model: CharRNN,
+        vocab: Vocab,
+        device: torch.device | str | None = None,
+        verbatim: VerbatimIndex | None = None,
+    ) -> None:
+        super().__init__(model, vocab, device)
+        self.verbatim = verbatim
+        self._guards: dict[int, CopyGuard] = {}
+        self.blocked: dict[int, int] = {}  # handle -> characters the guard resampled
+        chars = vocab.to_list()
+        # <unk> (id 0) is never sampled; its code 0 matches no window.
+        self._candidate_codes = np.array([0, *(char_code(c) for c in chars[1:])], dtype=np.uint64)[
+            None, :
+        ]  # [1, V]
+
+    def add(self, request: SampleRequest) -> int:
+        handle = super().add(request)
+        self.blocked[handle] = 0
+        if self.verbatim is not None:
+            self._guards[handle] = CopyGuard(self.verbatim, request.prompt)
+        return handle
+
+    def release(self, handle: int) -> str:
+        self._guards.pop(handle, None)
+        self.blocked.pop(handle, None)
+        return super().release(handle)
+
+    def step(self) -> dict[int, str]:
+        if self._guards:
+            self._exclude_copying_chars()
+        return super().step()
+
+    def _exclude_copying_chars(self) -> None:
+        assert self.verbatim is not None
+        positions: list[int] = []
+        bases: list[int] = []
+        for position, row in enumerate(self._rows):
+            guard = self._guards.get(row.handle)
+            if guard is not None and guard.armed:
+                positions.append(position)
+                bases.append(guard.candidate_base)
+        if not positions:
+            return
+        candidates = np.array(bases, dtype=np.uint64)[:, None] + self._candidate_codes  # [R, V]
+        copying = self.verbatim.contains(candidates)  # [R, V] bool
+        copying[:, 0] = False
+        hit_rows = np.flatnonzero(copying.any(axis=1))
+        if len(hit_rows) == 0:
+            return
+        cut: list[int] = []
+        with torch.inference_mode():
+            assert self._logits is not None
+            for r in hit_rows.tolist():
+                position, handle = positions[r], self._rows[positions[r]].handle
+                banned = torch.from_numpy(copying[r]).to(self._logits.device)  # [V]
+                if bool(banned[1:].all()):
+                    cut.append(handle)
+                    continue
+                self._logits[position].masked_fill_(banned, -math.inf)
+                self.blocked[handle] += 1
+        for handle in cut:
+            self.cancel(handle)
+
+    def _advance(self, tokens: Tensor) -> None:
+        chars = self._chars
+        for row, token in zip(self._rows, tokens.tolist(), strict=True):
+            guard = self._guards.get(row.handle)
+            if guard is not None:
+                guard.push(chars[token])
+        super()._advance(tokens)
+
+
+class Job:
+    """One request's text, filled by a worker thread and read by a coroutine on `loop`."""
+
+    def __init__(
+        self, request: SampleRequest, loop: asyncio.AbstractEventLoop, *, streaming: bool
+    ) -> None:
+        self.request = request
+        self.loop = loop
+        self.streaming = streaming
+        self.seed: int | None = None
+        self.blocked = 0  # characters the verbatim guard resampled
+        self.cancelled = False
+        self._lock = threading.Lock()
+        self._parts: list[str] = []
+        self._text: str | None = None
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    # -- worker side ---------------------------------------------------------------------
+
+    def push(self, text: str) -> None:
+        if not self.streaming or not text:
+            return
+        with self._lock:
+            self._parts.append(text)
+            waiter, self._waiter = self._waiter, None
+        self._wake(waiter)
+
+    def finish(self, text: str) -> None:
+        with self._lock:
+            self._text = text
+            waiter, self._waiter = self._waiter, None
+        self._wake(waiter)
+
+    def fail(self, error: BaseException) -> None:
+        with self._lock:
+            self._error = error
+            waiter, self._waiter = self._waiter, None
+        self._wake(waiter)
+
+    def _wake(self, waiter: asyncio.Future[None] | None) -> None:
+        if waiter is None:
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self.loop.call_soon_threadsafe(_resolve, waiter)
+
+    # -- event-loop side -----------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self._text is not None or self._error is not None
+
+    async def next_chunk(self) -> str | None:
+        """New text since the last call (waits for some), or None once the job is over."""
+        while True:
+            with self._lock:
+                if self._parts:
+                    chunk = "".join(self._parts)
+                    self._parts.clear()
+                    return chunk
+                if self._error is not None:
+                    raise self._error
+                if self._text is not None:
+                    return None
+                waiter = self._waiter = self.loop.create_future()
+            await waiter
+
+    async def result(self) -> str:
+        """The whole generated text, once the worker has finished it."""
+        while True:
+            with self._lock:
+                if self._error is not None:
+                    raise self._error
+                if self._text is not None:
+                    return self._text
+                waiter = self._waiter = self.loop.create_future()
+            await waiter
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class ModelWorker:
+    """The thread that samples every request for one loaded model (see the module docstring)."""
+
+    def __init__(
+        self,
+        model_id: Hashable,
+        model: CharRNN,
+        vocab: Vocab,
+        device: torch.device,
+        verbatim: VerbatimIndex | None,
+    ) -> None:
+        self.model_id = model_id
+        self.model = model
+        self.vocab = vocab
+        self.device = device
+        self.verbatim = verbatim
+        self.steps = 0  # forward steps run (one per character for the whole batch)
+        self.requests = 0
+        self.max_batch = 0  # the largest number of rows one step carried
+        self._cond = threading.Condition()
+        self._pending: list[Job] = []
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("this model was unloaded")
+            self._pending.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"parrot-sampler-{self.model_id}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def wake(self) -> None:
+        """Make the loop look at its jobs now (a caller cancelled one)."""
+        with self._cond:
+            self._cond.notify()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Finish the loop; jobs still pending or in flight fail (call when nothing uses it)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        batch = GuardedBatchSampler(self.model, self.vocab, self.device, self.verbatim)
+        jobs: dict[int, Job] = {}
+        while True:
+            with self._cond:
+                while not self._pending and not jobs and not self._stopping:
+                    self._cond.wait()
+                arrived, self._pending = self._pending, []
+                stopping = self._stopping
+            if stopping:
+                for job in [*arrived, *jobs.values()]:
+                    job.fail(RuntimeError("the model was unloaded before the text was finished"))
+                return
+            for job in arrived:
+                self._join(batch, jobs, job)
+            for handle, job in list(jobs.items()):
+                if job.cancelled:
+                    batch.cancel(handle)
+                    batch.release(handle)
+                    del jobs[handle]
+            if not batch.active:
+                continue
+            try:
+                self.max_batch = max(self.max_batch, batch.active)
+                new_text = batch.step()
+            except Exception as error:  # a bug or a device error: fail these rows, keep serving
+                log.exception("sampling step failed for model %s", self.model_id)
+                for job in jobs.values():
+                    job.fail(error)
+                jobs.clear()
+                batch = GuardedBatchSampler(self.model, self.vocab, self.device, self.verbatim)
+                continue
+            self.steps += 1
+            for handle, text in new_text.items():
+                jobs[handle].push(text)
+            for handle in [h for h in jobs if batch.done(h)]:
+                job = jobs.pop(handle)
+                job.blocked = batch.blocked.get(handle, 0)
+                job.finish(batch.release(handle))
+
+    def _join(self, batch: GuardedBatchSampler, jobs: dict[int, Job], job: Job) -> None:
+        if job.cancelled:
+            return
+        try:
+            handle = batch.add(job.request)  # primes the prompt: one forward over it
+        except Exception as error:  # e.g. an invalid setting: that request fails, not the batch
+            job.fail(error)
+            return
+        self.requests += 1
+        job.seed = batch.seed_of(handle)
+        jobs[handle] = job
