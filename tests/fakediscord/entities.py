@@ -120,12 +120,22 @@ class FakeChannel:
     nsfw: bool = False
     position: int = 0
     topic: str | None = None
+    recipient: FakeUser | None = None  # DM channels only
 
     @property
     def mention(self) -> str:
         return f"<#{self.id}>"
 
     def payload(self) -> Payload:
+        if self.type == ChannelType.DM:
+            recipients = [self.recipient.payload()] if self.recipient else []
+            return {
+                "id": str(self.id),
+                "type": self.type,
+                "recipients": recipients,
+                "last_message_id": None,
+                "flags": 0,
+            }
         data: Payload = {
             "id": str(self.id),
             "type": self.type,

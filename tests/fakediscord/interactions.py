@@ -69,7 +69,7 @@ class InteractionHandle:
     id: int
     token: str
     payload: Payload
-    fake: FakeDiscord
+    fake: FakeDiscord = field(repr=False, compare=False)
     dispatched_at: float = field(default_factory=time.monotonic)
     responded_at: float | None = None
     callbacks: list[Payload] = field(default_factory=list)
@@ -77,6 +77,7 @@ class InteractionHandle:
     followups: list[SentMessage] = field(default_factory=list)
     original_message_id: int | None = None
     expired: bool = False
+    acknowledged_late: bool = False
 
     @property
     def type(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -65,6 +66,7 @@ class SentMessage:
     channel_id: int | None
     message_id: int | None
     interaction_id: int | None = None
+    sent_at: float = field(default_factory=time.monotonic)  # when the fake received it
 
     @property
     def content(self) -> str | None:

@@ -37,7 +37,7 @@ Result = tuple[int, Any]
 Handler = Callable[[RecordedRequest, dict[str, str]], Awaitable[Result]]
 
 SNOWFLAKE = r"(?P<{}>\d+)"
-TOKEN = r"(?P<token>[^/]+)"
+FREE_TEXT_PARAMETERS = ("token", "emoji")  # path parameters that are not snowflakes
 
 
 class ApiError(Exception):
@@ -65,7 +65,7 @@ def _pattern(template: str) -> re.Pattern[str]:
 
     def group(found: re.Match[str]) -> str:
         name = found.group(1)
-        return TOKEN if name == "token" else SNOWFLAKE.format(name)
+        return f"(?P<{name}>[^/]+)" if name in FREE_TEXT_PARAMETERS else SNOWFLAKE.format(name)
 
     return re.compile(re.sub(r"\{(\w+)\}", group, template))
 
@@ -79,6 +79,7 @@ class RestApi:
             ("GET", "/users/@me", self.get_current_user, True),
             ("GET", "/users/{user_id}", self.get_user, True),
             ("DELETE", "/users/@me/guilds/{guild_id}", self.leave_guild, True),
+            ("POST", "/users/@me/channels", self.open_dm, True),
             ("GET", "/applications/@me", self.get_application, True),
             ("GET", "/oauth2/applications/@me", self.get_application, True),
             ("GET", "/applications/{app_id}/commands", self.get_commands, True),
@@ -150,6 +151,12 @@ class RestApi:
                 True,
             ),
             ("POST", "/channels/{channel_id}/typing", self.trigger_typing, True),
+            (
+                "PUT",
+                "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+                self.add_reaction,
+                True,
+            ),
             ("GET", "/guilds/{guild_id}", self.get_guild, True),
             ("GET", "/guilds/{guild_id}/channels", self.get_guild_channels, True),
             ("GET", "/guilds/{guild_id}/members/{user_id}", self.get_member, True),
@@ -297,6 +304,13 @@ class RestApi:
         await self.fake.dispatch("GUILD_DELETE", {"id": str(guild_id)}, guild_id=guild_id)
         return 204, None
 
+    async def open_dm(self, request: RecordedRequest, params: dict[str, str]) -> Result:
+        body: Payload = request.json or {}
+        user = self.fake.users.get(int(body.get("recipient_id", 0)))
+        if user is None:
+            raise unknown("User", 10013)
+        return 200, self.fake.dm_channel(user).payload()
+
     async def get_application(self, request: RecordedRequest, params: dict[str, str]) -> Result:
         fake = self.fake
         return 200, {
@@ -425,6 +439,11 @@ class RestApi:
         handle = self._interaction(int(params["interaction_id"]), params["token"])
         if handle.callbacks:
             raise ApiError(400, 40060, "Interaction has already been acknowledged.")
+        deadline = self.fake.ack_deadline_s
+        if deadline is not None and time.monotonic() - handle.dispatched_at > deadline:
+            handle.acknowledged_late = True
+            handle.responded_at = time.monotonic()
+            raise unknown("interaction", 10062)
         body: Payload = request.json or {}
         callback_type = body.get("type")
         data: Payload = body.get("data") or {}
@@ -620,6 +639,22 @@ class RestApi:
         if target["author"]["id"] != str(self.fake.bot_user.id):
             self._require(self._channel(params), Permission.MANAGE_MESSAGES)
         await self._delete_stored(target)
+        return 204, None
+
+    async def add_reaction(self, request: RecordedRequest, params: dict[str, str]) -> Result:
+        message = self._channel_message(params)
+        self._require(
+            self._channel(params), Permission.READ_MESSAGE_HISTORY, Permission.ADD_REACTIONS
+        )
+        emoji = params["emoji"]
+        reactions: list[Payload] = message.setdefault("reactions", [])
+        for reaction in reactions:
+            if reaction["emoji"]["name"] == emoji:
+                if not reaction["me"]:
+                    reaction["count"] += 1
+                    reaction["me"] = True
+                return 204, None
+        reactions.append({"emoji": {"id": None, "name": emoji}, "count": 1, "me": True})
         return 204, None
 
     async def trigger_typing(self, request: RecordedRequest, params: dict[str, str]) -> Result:

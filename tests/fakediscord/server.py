@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakediscord.entities import (
+    ChannelType,
     FakeChannel,
     FakeGuild,
     FakeMember,
@@ -62,13 +63,18 @@ class FakeDiscord:
         heartbeat_interval_ms: int = 5_000,
         enabled_privileged_intents: int = Intent.PRIVILEGED,
         bot_permissions: int | HasValue = Permission.BOT_DEFAULT,
+        ack_deadline_s: float | None = None,
     ) -> None:
+        """`ack_deadline_s=3.0` makes late interaction callbacks fail as on Discord (404
+        Unknown interaction) and counts them as problems; off by default because test
+        machines are slow and shared."""
         self.ids = SnowflakeFactory()
         self.token = token
         self.application_id = self.ids.next_id()
         # Like a real bot application, the bot user shares the application's id.
         self.bot_user = FakeUser(id=self.application_id, name=bot_name, bot=True)
         self.bot_permissions = permission_bits(bot_permissions)
+        self.ack_deadline_s = ack_deadline_s
         self.owner = FakeUser(id=self.ids.next_id(), name="app-owner")
 
         self.users: dict[int, FakeUser] = {
@@ -238,6 +244,17 @@ class FakeDiscord:
         )
         self.attachments[attachment_id] = attachment
         return attachment
+
+    def dm_channel(self, user: FakeUser) -> FakeChannel:
+        """The bot's DM channel with `user` (created on first use, as Discord does)."""
+        for channel in self.channels.values():
+            if channel.type == ChannelType.DM and channel.recipient is user:
+                return channel
+        channel = FakeChannel(
+            id=self.ids.next_id(), guild_id=None, name="", type=ChannelType.DM, recipient=user
+        )
+        self.channels[channel.id] = channel
+        return channel
 
     def member(self, guild: FakeGuild, user: FakeUser | FakeMember) -> FakeMember:
         """The user's membership, joining them (no extra permissions) if needed."""
@@ -459,6 +476,11 @@ class FakeDiscord:
         lines += [f"unexpected request: {r.method} {r.path}" for r in self.unexpected_requests]
         lines += [f"gateway: {e}" for e in self.gateway.protocol_errors]
         lines += [f"fake Discord bug: {e}" for e in self.internal_errors]
+        lines += [
+            f"{handle} acknowledged after {handle.response_latency:.2f}s (> {self.ack_deadline_s}s)"
+            for handle in self.interactions.values()
+            if handle.acknowledged_late and handle.response_latency is not None
+        ]
         return lines
 
     def assert_clean(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from dataclasses import dataclass, field
 
@@ -84,6 +85,21 @@ def make_bot(seen: Seen, *, message_content: bool = True) -> commands.Bot:
         await interaction.response.send_message(
             "pick", view=RegenerateView(), allowed_mentions=quiet
         )
+
+    @bot.tree.command(description="Long output as a file, then replaced")
+    async def long(interaction: discord.Interaction) -> None:
+        text = io.BytesIO(b"x" * 3000)
+        await interaction.response.send_message(
+            "too long", file=discord.File(text, "out.txt"), allowed_mentions=quiet
+        )
+        await interaction.edit_original_response(
+            attachments=[discord.File(io.BytesIO(b"y"), "v2.txt")], allowed_mentions=quiet
+        )
+
+    @bot.tree.command(description="Direct-message the caller")
+    async def dm(interaction: discord.Interaction) -> None:
+        await interaction.user.send("your data", allowed_mentions=quiet)
+        await interaction.response.send_message("sent", ephemeral=True)
 
     corpus = app_commands.Group(name="corpus", description="Corpus admin")
 
@@ -434,3 +450,110 @@ async def test_resume_after_reconnect_request(world: World) -> None:
         await fake.wait_for(
             lambda: [m.content for m in seen.messages] == ["after resume"], what="message"
         )
+
+
+async def test_callback_with_a_file_then_edit_replacing_it(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(world.seen), fake):
+        interaction = await fake.invoke_slash(world.guild, channel, fake.add_user("jo"), "long")
+        response = await interaction.wait_response()
+        assert response["data"]["content"] == "too long"
+        [response_sent] = fake.messages_sent(MessageKind.INTERACTION_RESPONSE)
+        assert [(f.filename, len(f.data)) for f in response_sent.files] == [("out.txt", 3000)]
+        await interaction.wait_edit()
+        message = interaction.original_message
+        assert message is not None
+        assert [a["filename"] for a in message["attachments"]] == ["v2.txt"]
+
+
+async def test_direct_message(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    kim = fake.add_user("kim")
+    async with run_bot(make_bot(world.seen), fake):
+        interaction = await fake.invoke_slash(world.guild, channel, kim, "dm")
+        await interaction.wait_response()
+        [dm] = fake.channel_messages(fake.dm_channel(kim))
+        assert dm["content"] == "your data"
+
+
+async def test_reaction_on_a_user_message(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        message = await fake.send_message(channel, fake.add_user("lee"), "react to me")
+        await fake.wait_for(lambda: len(world.seen.messages) == 1, what="on_message")
+        await world.seen.messages[0].add_reaction("\N{WHITE HEAVY CHECK MARK}")
+        assert message["reactions"] == [
+            {"emoji": {"id": None, "name": "\N{WHITE HEAVY CHECK MARK}"}, "count": 1, "me": True}
+        ]
+        assert bot.user is not None
+
+
+async def test_guild_scoped_command_sync(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    guild = fake.add_guild()
+    channel = fake.add_text_channel(guild)
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.default())
+
+    @bot.tree.command(description="hi", guild=discord.Object(guild.id))
+    async def hello(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("hello")
+
+    async with run_bot(bot, fake):
+        await bot.tree.sync(guild=discord.Object(guild.id))
+        assert fake.global_commands == []
+        assert [c["name"] for c in fake.guild_commands[guild.id]] == ["hello"]
+        interaction = await fake.invoke_slash(guild, channel, fake.add_user("mo"), "hello")
+        assert interaction.payload["data"]["guild_id"] == str(guild.id)
+        assert (await interaction.wait_response())["data"]["content"] == "hello"
+
+
+async def test_many_concurrent_interactions_are_each_answered(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    users = [fake.add_user(f"user{i}") for i in range(30)]
+    async with run_bot(make_bot(world.seen), fake):
+        handles = await asyncio.gather(
+            *(
+                fake.invoke_slash(world.guild, channel, user, "ping", {"text": user.name})
+                for user in users
+            )
+        )
+        await fake.wait_for(
+            lambda: all(h.callbacks for h in handles), timeout_s=10, what="30 callbacks"
+        )
+        assert sorted(h.content or "" for h in handles) == sorted(f"pong {u.name}" for u in users)
+        assert all(h.response_latency is not None for h in handles)
+
+
+async def test_late_acknowledgement_fails_like_discord() -> None:
+    async with FakeDiscord(ack_deadline_s=0.0) as fake:
+        guild = fake.add_guild()
+        channel = fake.add_text_channel(guild)
+        async with run_bot(make_bot(Seen()), fake):
+            interaction = await fake.invoke_slash(
+                guild, channel, fake.add_user("ned"), "ping", {"text": "x"}
+            )
+            await fake.wait_for(lambda: interaction.acknowledged_late, what="the late callback")
+        assert interaction.callbacks == []
+        assert any("acknowledged after" in problem for problem in fake.problems())
+
+
+async def test_expired_interaction_token_is_refused(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        interaction = await fake.invoke_slash(world.guild, channel, fake.add_user("oz"), "slow")
+        await interaction.wait_edit()
+        fake.expire_interaction(interaction)
+        route = Route(
+            "PATCH",
+            "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+            webhook_id=fake.application_id,
+            webhook_token=interaction.token,
+        )
+        with pytest.raises(discord.HTTPException) as refused:
+            await bot.http.request(route, json={"content": "too late"})
+        assert (refused.value.status, refused.value.code) == (401, 50027)
