@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.bot.conftest import World
 from tests.fakediscord import CallbackType, InteractionHandle
 
@@ -16,7 +18,7 @@ async def wait_buttons(world: World, handle: InteractionHandle) -> dict[str, Any
         message = handle.original_message
         return bool(message and message.get("components"))
 
-    await world.fake.wait_for(has_buttons, timeout=30, what="the buttons")
+    await world.fake.wait_for(has_buttons, timeout_s=30, what="the buttons")
     message = handle.original_message
     assert message is not None
     return message
@@ -27,7 +29,7 @@ async def test_generate_happy_path(world_with_model: World) -> None:
     handle = await world.fake.invoke_slash(
         world.guild, world.channel, world.member, "generate", {"start": "to be or", "length": 60}
     )
-    await handle.wait_response()
+    await handle.wait_response(timeout_s=30)
     assert handle.response_type == CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
     message = await wait_buttons(world, handle)
     assert message["content"].startswith("**to be or**")
@@ -42,7 +44,7 @@ async def test_no_model_names_train(world: World) -> None:
     handle = await world.fake.invoke_slash(
         world.guild, world.channel, world.member, "generate", {"start": "hello"}
     )
-    edit = await handle.wait_edit(timeout=30)
+    edit = await handle.wait_edit(timeout_s=30)
     assert "/train" in (edit.content or "")
 
 
@@ -59,7 +61,112 @@ async def test_thirty_concurrent_generates_are_all_acknowledged_in_time(
             for i, user in enumerate(users)
         )
     )
-    await asyncio.gather(*(h.wait_response(timeout=10) for h in handles))
+    await asyncio.gather(*(h.wait_response(timeout_s=10) for h in handles))
     latencies = [h.response_latency for h in handles]
     assert all(lat is not None and lat < 3.0 for lat in latencies), latencies
     await asyncio.gather(*(wait_buttons(world, h) for h in handles))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("x" * 501, "limit is 500"),
+        ("bell\x07 ring", "control characters"),
+        ("\u200b\u200b\u200b", "empty"),
+    ],
+)
+async def test_hostile_prompts_are_refused_clearly(
+    world_with_model: World, prompt: str, expected: str
+) -> None:
+    world = world_with_model
+    handle = await world.fake.invoke_slash(
+        world.guild,
+        world.channel,
+        world.member,
+        "generate",
+        {"start": prompt},
+        enforce_constraints=False,
+    )
+    await handle.wait_response(timeout_s=30)
+    assert handle.response_type == CallbackType.CHANNEL_MESSAGE_WITH_SOURCE
+    assert handle.ephemeral
+    assert expected in (handle.response or {})["data"]["content"]
+    for sent in handle.sent_messages:
+        assert sent.allowed_mentions == NO_PINGS
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["@everyone to be", "<@123> or not", "@here \u200b@everyone", "日本語 🦜 unseen ✨"],
+)
+async def test_mention_prompts_ping_no_one(world_with_model: World, prompt: str) -> None:
+    world = world_with_model
+    handle = await world.fake.invoke_slash(
+        world.guild, world.channel, world.member, "generate", {"start": prompt, "length": 20}
+    )
+    message = await wait_buttons(world, handle)
+    assert "@everyone" not in message["content"] and "<@123>" not in message["content"]
+    for sent in handle.sent_messages:
+        assert sent.allowed_mentions == NO_PINGS
+        pings = world.fake.pings(sent)
+        assert not pings.everyone and not pings.users and not pings.roles
+
+
+async def test_long_output_becomes_a_text_attachment(world_with_model: World) -> None:
+    world = world_with_model
+    handle = await world.fake.invoke_slash(
+        world.guild,
+        world.channel,
+        world.member,
+        "generate",
+        {"start": "a" * 500, "length": 1500, "temperature": 2.0},
+    )
+    await wait_buttons(world, handle)
+    final = handle.edits[-1]
+    assert len(final.content or "") <= 2000
+    assert final.files and final.files[0].filename.endswith(".txt")
+    assert final.files[0].text().startswith("**" + "a" * 10)
+
+
+def buttons_of(message: dict[str, Any]) -> dict[str, str]:
+    return {c["label"]: c["custom_id"] for row in message["components"] for c in row["components"]}
+
+
+async def test_regenerate_and_continue_buttons(world_with_model: World) -> None:
+    world = world_with_model
+    handle = await world.fake.invoke_slash(
+        world.guild, world.channel, world.member, "generate", {"start": "to be", "length": 40}
+    )
+    message = await wait_buttons(world, handle)
+    first = message["content"]
+    buttons = buttons_of(message)
+
+    stranger = await world.fake.click_button(message, world.admin, buttons["Continue"])
+    await stranger.wait_response(timeout_s=30)
+    assert stranger.ephemeral and "belong" in (stranger.response or {})["data"]["content"]
+
+    click = await world.fake.click_button(message, world.member, buttons["Continue"])
+    await click.wait_response(timeout_s=30)
+    assert click.response_type == CallbackType.DEFERRED_UPDATE_MESSAGE
+
+    def continued() -> bool:
+        current = world.fake.messages.get(int(message["id"]))
+        return bool(current and len(current["content"]) > len(first) and current.get("components"))
+
+    await world.fake.wait_for(continued, timeout_s=30, what="the continued text")
+    current = world.fake.messages[int(message["id"])]
+    assert current["content"].startswith(first)
+
+    click = await world.fake.click_button(current, world.member, buttons_of(current)["Regenerate"])
+    await click.wait_response(timeout_s=30)
+    await world.fake.wait_for(
+        lambda: (
+            len(click.sent_messages) > 0 and bool(click.sent_messages[-1].payload.get("components"))
+        ),
+        timeout_s=30,
+        what="the regenerated text",
+    )
+    for sent in world.fake.messages_sent():
+        assert sent.allowed_mentions == NO_PINGS
