@@ -212,14 +212,15 @@ class OpenApiValidator:
 def _most_specific(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     """Look inside anyOf/oneOf failures for the variant the payload was meant to be.
 
-    Discord unions are discriminated by a `type` field; the variant whose errors do not
-    concern `type` is the intended one, and its own error is the useful message.
+    Discord unions are mostly discriminated by a `type` field: the variant whose errors do not
+    concern `type` is the intended one. Otherwise the variant with the fewest errors is the
+    closest. Its own most relevant error is the useful message.
     """
     while error.validator in ("anyOf", "oneOf") and error.context:
         by_variant: dict[Any, list[jsonschema.ValidationError]] = {}
         for sub_error in error.context:
             by_variant.setdefault(sub_error.schema_path[0], []).append(sub_error)
-        intended = [
+        candidates = [
             errors
             for errors in by_variant.values()
             if not any(
@@ -227,10 +228,13 @@ def _most_specific(error: jsonschema.ValidationError) -> jsonschema.ValidationEr
                 or (sub.validator == "type" and not sub.relative_path)
                 for sub in errors
             )
-        ]
-        if len(intended) != 1:
+        ] or list(by_variant.values())
+        fewest = min(len(errors) for errors in candidates)
+        closest = [errors for errors in candidates if len(errors) == fewest]
+        messages = {jsonschema.exceptions.best_match(errors).message for errors in closest}  # type: ignore[union-attr]
+        if len(messages) != 1:
             return error
-        best = jsonschema.exceptions.best_match(intended[0])
+        best = jsonschema.exceptions.best_match(closest[0])
         if best is None:
             return error
         error = best

@@ -27,6 +27,7 @@ from tests.fakediscord.messages import (
     attachment_files,
     build_message,
 )
+from tests.fakediscord.openapi import SpecViolation
 from tests.fakediscord.records import MessageKind, RecordedRequest, SentMessage, UploadedFile
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ Result = tuple[int, Any]
 Handler = Callable[[RecordedRequest, dict[str, str]], Awaitable[Result]]
 
 SNOWFLAKE = r"(?P<{}>\d+)"
+BOT_CONTENT_LIMIT = 2000
 FREE_TEXT_PARAMETERS = ("token", "emoji")  # path parameters that are not snowflakes
 
 
@@ -447,6 +449,7 @@ class RestApi:
         body: Payload = request.json or {}
         callback_type = body.get("type")
         data: Payload = body.get("data") or {}
+        self._enforce_content_limit(request, data)
         is_component = handle.type == InteractionType.MESSAGE_COMPONENT
         allowed = {
             CallbackType.CHANNEL_MESSAGE_WITH_SOURCE,
@@ -512,6 +515,7 @@ class RestApi:
         handle = self._webhook_interaction(params)
         target = self._webhook_message(handle, params)
         data: Payload = request.json or {}
+        self._enforce_content_limit(request, data)
         message = await self._edit_stored(int(target["id"]), data, request.files)
         is_original = (
             "message_id" not in params or int(params["message_id"]) == handle.original_message_id
@@ -531,6 +535,7 @@ class RestApi:
     async def create_followup(self, request: RecordedRequest, params: dict[str, str]) -> Result:
         handle = self._webhook_interaction(params)
         data: Payload = request.json or {}
+        self._enforce_content_limit(request, data)
         channel = self.fake.channels.get(int(handle.payload["channel_id"]))
         message = await self._create_bot_message(
             channel, data, request.files, handle=handle, loading=False
@@ -603,6 +608,7 @@ class RestApi:
         if request.files:
             self._require(channel, Permission.ATTACH_FILES)
         data: Payload = request.json or {}
+        self._enforce_content_limit(request, data)
         if not (
             data.get("content")
             or data.get("embeds")
@@ -628,6 +634,7 @@ class RestApi:
         if target["author"]["id"] != str(self.fake.bot_user.id):
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
         data: Payload = request.json or {}
+        self._enforce_content_limit(request, data)
         message = await self._edit_stored(int(target["id"]), data, request.files)
         self._record_sent(MessageKind.CHANNEL_EDIT, data, request.files, message, None)
         return 200, message
@@ -688,6 +695,16 @@ class RestApi:
         return 200, member.payload()
 
     # ------------------------------------------------------------------ message storage
+
+    def _enforce_content_limit(self, request: RecordedRequest, data: Payload) -> None:
+        """Bots may send at most 2,000 characters; the spec allows 4,000 (a Nitro user limit)."""
+        content = data.get("content")
+        if isinstance(content, str) and len(content) > BOT_CONTENT_LIMIT:
+            problem = (
+                f"content has {len(content)} characters; Discord allows bots {BOT_CONTENT_LIMIT}"
+            )
+            self.fake.spec_violations.append(SpecViolation(request.method, request.path, problem))
+            raise ApiError(400, 50035, f"Invalid Form Body: {problem}")
 
     def _store_files(self, files: list[UploadedFile], data: Payload) -> list[StoredAttachment]:
         stored = []

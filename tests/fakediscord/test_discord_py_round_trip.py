@@ -557,3 +557,15 @@ async def test_expired_interaction_token_is_refused(world: World) -> None:
         with pytest.raises(discord.HTTPException) as refused:
             await bot.http.request(route, json={"content": "too late"})
         assert (refused.value.status, refused.value.code) == (401, 50027)
+
+
+async def test_content_over_the_bot_limit_is_refused(world: World) -> None:
+    fake = world.fake
+    channel_id = next(iter(world.guild.channels))
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        channel = bot.get_channel(channel_id)
+        assert isinstance(channel, discord.TextChannel)
+        with pytest.raises(discord.HTTPException, match="Discord allows bots 2000"):
+            await channel.send("x" * 2001)
+    [violation] = fake.take_spec_violations()
+    assert "2001 characters" in violation.problem
