@@ -1,79 +1,34 @@
-"""The corpus API on a real migrated database: a SQLite file, and PostgreSQL when available."""
+"""The corpus store (servers, channels, messages, documents) on a real migrated database:
+a SQLite file, and PostgreSQL when available."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import ColumnElement, Engine, func, select, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core import corpus
-from bot.core.corpus import CorpusStats, IncomingMessage, PurgeCounts
+from bot.core.corpus import IncomingMessage
 from bot.core.errors import DuplicateUpload, InvalidInput, NotAllowed
 from bot.core.tables import (
-    EVERYWHERE,
-    Base,
-    Channel,
     Document,
     Message,
-    OptOut,
-    RunMode,
-    RunStatus,
-    RunTrigger,
     Server,
-    TrainedModel,
-    TrainingRun,
 )
-
-SERVER = 111
-OTHER_SERVER = 222
-CHANNEL = 10
-ALICE = 1001
-BOB = 1002
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def msg(
-    message_id: int,
-    content: str = "",
-    *,
-    author: int = ALICE,
-    channel: int = CHANNEL,
-    created_at: datetime | None = None,
-) -> IncomingMessage:
-    return IncomingMessage(
-        id=message_id,
-        channel_id=channel,
-        author_id=author,
-        content=content or f"message {message_id}",
-        created_at=created_at or T0 + timedelta(seconds=message_id),
-    )
-
-
-def count(session: Session, model: type[Base], *where: ColumnElement[bool]) -> int:
-    return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-
-def add_run(
-    session: Session, server_id: int, status: RunStatus, started_at: datetime | None
-) -> TrainingRun:
-    run = TrainingRun(
-        server_id=server_id,
-        trigger=RunTrigger.SCHEDULE,
-        mode=RunMode.FINE_TUNE,
-        arch="gru",
-        status=status,
-        started_at=started_at,
-        requested_by=ALICE,
-    )
-    session.add(run)
-    session.flush()
-    return run
-
+from tests.bot.core.corpus_builders import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    OTHER_SERVER,
+    SERVER,
+    T0,
+    count,
+    msg,
+)
 
 # --- servers and channels -------------------------------------------------------------
 
@@ -288,173 +243,6 @@ def test_delete_document(session: Session) -> None:
     assert not corpus.delete_document(session, OTHER_SERVER, document.id)
     assert corpus.delete_document(session, SERVER, document.id)
     assert count(session, Document) == 0
-
-
-# --- privacy ---------------------------------------------------------------------------
-
-
-def _two_servers_of_content(session: Session) -> None:
-    corpus.add_messages(session, SERVER, [msg(1, author=ALICE), msg(2, author=BOB)])
-    corpus.add_messages(session, OTHER_SERVER, [msg(3, author=ALICE), msg(4, author=BOB)])
-    corpus.add_document(session, SERVER, ALICE, "alice.txt", b"alice here", 100)
-    corpus.add_document(session, OTHER_SERVER, ALICE, "alice.txt", b"alice there", 100)
-
-
-def test_opting_out_in_one_server_removes_what_the_user_gave_there(session: Session) -> None:
-    _two_servers_of_content(session)
-    counts = corpus.opt_out(session, ALICE, SERVER)
-    assert counts == PurgeCounts(messages=1, documents=1)
-    assert corpus.is_opted_out(session, ALICE, SERVER)
-    assert not corpus.is_opted_out(session, ALICE, OTHER_SERVER)
-    assert not corpus.is_opted_out(session, ALICE, None)
-    assert count(session, Message, Message.author_id == ALICE, Message.server_id == SERVER) == 0
-    assert count(session, Document, Document.server_id == SERVER) == 0
-    assert count(session, Message, Message.author_id == ALICE) == 1  # the other server's
-    assert corpus.opt_out(session, ALICE, SERVER) == PurgeCounts()  # twice is harmless
-
-
-def test_opting_out_everywhere_removes_everything_the_user_gave(session: Session) -> None:
-    _two_servers_of_content(session)
-    assert corpus.opt_out(session, ALICE) == PurgeCounts(messages=2, documents=2)
-    assert corpus.is_opted_out(session, ALICE, SERVER)
-    assert corpus.is_opted_out(session, ALICE, None)
-    assert count(session, Message, Message.author_id == ALICE) == 0
-    assert count(session, Document) == 0
-    assert count(session, Message) == 2  # Bob's
-
-
-def test_opting_in_lifts_only_the_same_scope(session: Session) -> None:
-    corpus.opt_out(session, ALICE, SERVER)
-    corpus.opt_out(session, ALICE)
-    assert corpus.opt_in(session, ALICE, SERVER)
-    assert corpus.is_opted_out(session, ALICE, SERVER)  # still opted out everywhere
-    assert corpus.opt_in(session, ALICE)
-    assert not corpus.is_opted_out(session, ALICE, SERVER)
-    assert not corpus.opt_in(session, ALICE)
-    assert corpus.add_messages(session, SERVER, [msg(1, author=ALICE)]) == 1
-
-
-def test_purging_a_user_leaves_no_rows_of_theirs(session: Session) -> None:
-    _two_servers_of_content(session)
-    corpus.set_channel_collect(session, SERVER, CHANNEL, True, added_by=ALICE)
-    add_run(session, SERVER, RunStatus.QUEUED, None)
-
-    assert corpus.purge_user(session, ALICE, SERVER) == PurgeCounts(messages=1, documents=1)
-    assert count(session, Message, Message.author_id == ALICE) == 1
-    assert count(session, Channel, Channel.added_by == ALICE) == 0
-    assert count(session, TrainingRun, TrainingRun.requested_by == ALICE) == 0
-
-    assert corpus.purge_user(session, ALICE) == PurgeCounts(messages=1, documents=1)
-    assert count(session, Message, Message.author_id == ALICE) == 0
-    assert count(session, Document, Document.uploader_id == ALICE) == 0
-    assert count(session, Message) == 2  # Bob's
-    assert corpus.export_user(session, ALICE)["messages"] == []
-
-
-def test_purging_a_server_leaves_no_rows_of_it(session: Session) -> None:
-    _two_servers_of_content(session)
-    corpus.set_channel_collect(session, SERVER, CHANNEL, True)
-    run = add_run(session, SERVER, RunStatus.SUCCEEDED, T0)
-    session.add(
-        TrainedModel(
-            server_id=SERVER,
-            run_id=run.id,
-            checkpoint_path="x.ckpt",
-            arch="gru",
-            param_count=1,
-            chars_trained=1,
-        )
-    )
-    corpus.opt_out(session, 5005, SERVER)
-    corpus.opt_out(session, 6006)  # everywhere: not the server's to delete
-
-    counts = corpus.purge_server(session, SERVER)
-    assert counts["servers"] == 1 and counts["messages"] == 2 and counts["opt_outs"] == 1
-    for model in (Message, Document, Channel, TrainingRun, TrainedModel, OptOut):
-        assert count(session, model, model.server_id == SERVER) == 0
-    assert session.get(Server, SERVER) is None
-    assert count(session, Message, Message.server_id == OTHER_SERVER) == 2
-    assert count(session, OptOut, OptOut.server_id == EVERYWHERE) == 1
-
-
-def test_export_user_gathers_everything_across_servers_as_json(session: Session) -> None:
-    _two_servers_of_content(session)
-    corpus.edit_message(session, 1, "edited", T0 + timedelta(days=2))
-    corpus.opt_out(session, ALICE, 999)
-    exported = corpus.export_user(session, ALICE)
-    json.dumps(exported)  # serialisable as is
-    assert exported["user_id"] == ALICE
-    assert [(m["id"], m["server_id"], m["content"]) for m in exported["messages"]] == [
-        (1, SERVER, "edited"),
-        (3, OTHER_SERVER, "message 3"),
-    ]
-    assert exported["messages"][0]["edited_at"] == "2026-01-03T12:00:00+00:00"
-    assert exported["messages"][0]["created_at"] == "2026-01-01T12:00:01+00:00"
-    assert sorted(d["text"] for d in exported["documents"]) == ["alice here", "alice there"]
-    assert exported["opt_outs"][0]["server_id"] == 999
-    assert not exported["opt_outs"][0]["everywhere"]
-    assert corpus.export_user(session, 424242)["messages"] == []
-
-
-# --- training text and statistics ------------------------------------------------------
-
-
-def test_corpus_text_is_documents_then_messages_in_id_order(session: Session) -> None:
-    corpus.add_messages(session, SERVER, [msg(30, "c"), msg(10, "a"), msg(20, "b\nb")])
-    corpus.add_document(session, SERVER, ALICE, "1.txt", b"doc one", 100)
-    corpus.add_document(session, SERVER, ALICE, "2.txt", b"doc two\n", 100)
-    corpus.add_messages(session, OTHER_SERVER, [msg(15, "elsewhere")])
-    expected = "doc one\ndoc two\n\na\nb\nb\nc\n"
-    assert corpus.corpus_text(session, SERVER) == expected
-    chunks = list(corpus.iter_corpus_text(session, SERVER, page_rows=1))
-    assert "".join(chunks) == expected
-    assert len(chunks) == 5  # one per document, one per page of messages
-    assert corpus.corpus_text(session, 333) == ""
-
-
-def test_max_chars_keeps_the_newest_text(session: Session) -> None:
-    corpus.add_document(session, SERVER, ALICE, "1.txt", b"first document", 100)
-    corpus.add_document(session, SERVER, ALICE, "2.txt", b"second", 100)
-    corpus.add_messages(session, SERVER, [msg(i, "x" * (i % 4) + str(i)) for i in range(1, 12)])
-    full = corpus.corpus_text(session, SERVER)
-    for page_rows in (1, 3, 2000):
-        for max_chars in range(1, len(full) + 3):
-            tail = corpus.corpus_text(session, SERVER, max_chars=max_chars)
-            assert tail == full[-max_chars:], (page_rows, max_chars)
-    assert corpus.corpus_text(session, SERVER, max_chars=0) == ""
-
-
-def test_stats_match_the_training_text(session: Session) -> None:
-    corpus.add_messages(
-        session,
-        SERVER,
-        [msg(1, author=ALICE), msg(2, author=BOB, channel=20), msg(3, "✓✓", author=BOB)],
-    )
-    corpus.add_document(session, SERVER, ALICE, "a.txt", "ünïcode".encode(), 100)
-    stats = corpus.corpus_stats(session, SERVER)
-    assert stats == CorpusStats(
-        messages=3,
-        documents=1,
-        chars=len(corpus.corpus_text(session, SERVER)),
-        authors=2,
-        channels=2,
-    )
-    assert corpus.corpus_stats(session, 333) == CorpusStats(0, 0, 0, 0, 0)
-
-
-def test_chars_since_last_success_counts_what_came_after_its_start(session: Session) -> None:
-    corpus.add_messages(session, SERVER, [msg(1, "old"), msg(2, "older")])
-    assert corpus.chars_since_last_success(session, SERVER) == len("old\nolder\n")
-
-    add_run(session, SERVER, RunStatus.SUCCEEDED, T0 + timedelta(seconds=1, milliseconds=500))
-    add_run(session, SERVER, RunStatus.FAILED, T0 + timedelta(days=30))  # ignored
-    assert corpus.chars_since_last_success(session, SERVER) == len("older\n")
-
-    add_run(session, SERVER, RunStatus.SUCCEEDED, T0 + timedelta(hours=1))
-    corpus.add_messages(session, SERVER, [msg(5000, "new message")])  # T0 + 5000 s
-    corpus.add_document(session, SERVER, ALICE, "a.txt", b"uploaded now", 100)
-    assert corpus.chars_since_last_success(session, SERVER) == len("new message\nuploaded now\n")
-    assert corpus.chars_since_last_success(session, OTHER_SERVER) == 0
 
 
 # --- concurrency -------------------------------------------------------------------------
