@@ -53,6 +53,14 @@ class OptionType:
     ATTACHMENT = 11
 
 
+SCALAR_NAMES = {
+    OptionType.STRING: "a string",
+    OptionType.INTEGER: "an integer",
+    OptionType.NUMBER: "a number",
+    OptionType.BOOLEAN: "a boolean",
+}
+
+
 class InvalidInvocation(ValueError):
     """The test asked for an interaction Discord's client would never send."""
 
@@ -311,9 +319,7 @@ def _check_scalar(option: Payload, value: Any) -> None:
     if not isinstance(value, expected[kind]) or (
         kind != OptionType.BOOLEAN and isinstance(value, bool)
     ):
-        raise InvalidInvocation(
-            f"option {name!r} needs {expected[kind][0].__name__}, got {value!r}"
-        )
+        raise InvalidInvocation(f"option {name!r} needs {SCALAR_NAMES[kind]}, got {value!r}")
     choices = option.get("choices")
     if choices and value not in [choice["value"] for choice in choices]:
         raise InvalidInvocation(f"option {name!r} must be one of {[c['value'] for c in choices]}")
