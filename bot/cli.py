@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "models.cli",  # train, eval, generate
     "bot.cli_db",  # db upgrade|downgrade|current
     "bot.runner",  # bot, console
+    "bot.cli_train",  # train-server
 )
 
 

@@ -1,0 +1,174 @@
+"""`parrot train-server SERVER_ID`: train a server's model now, in the foreground.
+
+The same path as the bot's `/train` and the scheduler: a row in `training_runs` (trigger
+`cli`), the spawn worker, the registry's activation rule. Progress is shown as a tqdm bar
+on stderr; Ctrl-C cancels the run (the active model stays). If a running bot's queue picks
+the run up first, this command follows it instead of running it twice.
+
+Exit status: 0 when the run succeeded (whether or not it was activated), 1 when it failed or
+was cancelled, 2 for bad input (unknown server, corpus too small, a run already queued).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.core.training import RunEvent, TrainingManager
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "train-server",
+        help="train one server's model now (same path as /train)",
+        description="Queue a training run for a server and run it in the foreground.",
+    )
+    parser.add_argument(
+        "server_id", type=int, metavar="SERVER_ID", help="the Discord server (guild) id"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("fine-tune", "scratch"),
+        default="fine-tune",
+        help="continue the active model (default; from scratch when there is none) or start anew",
+    )
+    parser.add_argument(
+        "--arch",
+        choices=("gru", "lstm", "rnn", "auto"),
+        default=None,
+        help="architecture for a scratch run (auto: train GRU and LSTM, keep the better)",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_train_server)
+
+
+def run_train_server(args: argparse.Namespace) -> int:
+    from bot.core.config import load_config
+    from bot.core.db import make_engine, make_session_factory, upgrade_to_head
+    from bot.core.registry import ModelRegistry
+    from bot.core.training import TrainingManager
+
+    config = load_config(args.config)
+    url = config.storage.resolved_database_url
+    upgrade_to_head(url)
+    engine = make_engine(url, busy_timeout_ms=config.storage.sqlite_busy_timeout_ms)
+    try:
+        sessions = make_session_factory(engine)
+        manager = TrainingManager(config, sessions, ModelRegistry.from_config(config, sessions))
+        final = asyncio.run(_train(manager, args.server_id, args.mode, args.arch, quiet=args.quiet))
+    finally:
+        engine.dispose()
+    print(describe_result(final))
+    return 0 if final.status.value == "succeeded" else 1
+
+
+async def _train(
+    manager: TrainingManager, server_id: int, mode: str, arch: str | None, *, quiet: bool
+) -> RunEvent:
+    from bot.core.errors import TrainingBusy
+
+    # Not `recover`: a bot sharing this database may be running a run right now.
+    await manager.start(recover=False, dispatch=False)
+    run_id = await manager.enqueue(server_id, trigger="cli", mode=mode, arch=arch)
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[bool]] = set()
+
+    def cancel() -> None:
+        print("\ncancelling…", file=sys.stderr)
+        task = asyncio.ensure_future(manager.cancel_run(run_id))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_signal_handler(signal.SIGINT, cancel)
+    bar = ProgressBar(disabled=quiet)
+    watcher = asyncio.create_task(_show(manager, run_id, bar))
+    try:
+        try:
+            final = await manager.run_now(run_id)
+        except TrainingBusy:
+            print(
+                f"run {run_id} was picked up by another Parrot process; following it",
+                file=sys.stderr,
+            )
+            final = await watcher
+        return final
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        bar.close()
+        await manager.stop()
+
+
+async def _show(manager: TrainingManager, run_id: int, bar: ProgressBar) -> RunEvent:
+    last: RunEvent | None = None
+    async for event in manager.watch(run_id, poll_seconds=2.0):
+        bar.update(event)
+        last = event
+    assert last is not None
+    return last
+
+
+class ProgressBar:
+    """A tqdm bar over the run's fraction done (both phases of an `auto` run)."""
+
+    def __init__(self, *, disabled: bool) -> None:
+        self._disabled = disabled
+        self._bar: Any = None
+
+    def update(self, event: RunEvent) -> None:
+        progress = event.progress
+        if self._disabled or progress is None:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=1000,
+                desc=f"run {event.run_id}",
+                bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
+                file=sys.stderr,
+            )
+        within = progress.step / progress.total_steps if progress.total_steps else 0.0
+        fraction = ((progress.phase - 1) + min(1.0, within)) / max(1, progress.phases)
+        target = int(1000 * fraction)
+        if target > self._bar.n:
+            self._bar.update(target - self._bar.n)
+        loss = "-" if progress.train_loss is None else f"{progress.train_loss:.3f}"
+        val = "-" if progress.val_loss is None else f"{progress.val_loss:.3f}"
+        self._bar.set_postfix_str(
+            f"{progress.arch} step {progress.step}/{progress.total_steps} loss {loss} val {val} "
+            f"{progress.chars_per_sec / 1000:.1f}k char/s",
+            refresh=True,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def describe_result(event: RunEvent) -> str:
+    """One line for the terminal (and the tests) about how a run ended."""
+    status = event.status.value
+    if status == "succeeded":
+        val = f"{event.val_bits_per_char:.3f}" if event.val_bits_per_char is not None else "?"
+        if event.activated:
+            verdict = f"activated as model {event.model_id}"
+        else:
+            previous = event.incumbent_bits_per_char
+            verdict = (
+                f"not activated: the active model does better ({previous:.3f} bits/char)"
+                if previous
+                else "not activated"
+            )
+        return f"run {event.run_id} succeeded: {val} bits/char on validation; {verdict}"
+    if status == "cancelled":
+        return f"run {event.run_id} cancelled; the active model is unchanged"
+    return f"run {event.run_id} failed: {event.error or 'unknown error'}"

@@ -1,0 +1,86 @@
+"""`parrot train-server`: the CLI path end to end (real database, real worker process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.core import corpus
+from bot.core.db import make_engine, make_session_factory
+from bot.core.registry import ModelRegistry
+
+SERVER = 31337
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, sqlite_database_url: str) -> Path:
+    engine = make_engine(sqlite_database_url)
+    sessions = make_session_factory(engine)
+    lines = [f"message {i}: the parrot says hello to pirate number {i % 17}" for i in range(150)]
+    with sessions() as session, session.begin():
+        corpus.add_messages(
+            session,
+            SERVER,
+            [
+                corpus.IncomingMessage(id=i + 1, channel_id=1, author_id=2, content=t)
+                for i, t in enumerate(lines)
+            ],
+        )
+    engine.dispose()
+    path = tmp_path / "parrot.toml"
+    path.write_text(
+        f"""
+[storage]
+data_dir = "{(tmp_path / "data").as_posix()}"
+database_url = "{sqlite_database_url}"
+
+[model]
+hidden_size = 32
+num_layers = 1
+embed_dim = 16
+dropout = 0.0
+
+[training]
+device = "cpu"
+max_minutes = 0.05
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_train_server_trains_and_activates(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], sqlite_database_url: str
+) -> None:
+    status = main(
+        [
+            "train-server",
+            str(SERVER),
+            "--mode",
+            "scratch",
+            "--arch",
+            "gru",
+            "--config",
+            str(config_file),
+        ]
+    )
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    assert "succeeded" in out.out and "activated as model" in out.out
+
+    engine = make_engine(sqlite_database_url)
+    try:
+        registry = ModelRegistry(tmp_path / "data" / "checkpoints", make_session_factory(engine))
+        active = registry.active_model(SERVER)
+        assert active is not None and active.arch == "gru" and active.path.is_file()
+    finally:
+        engine.dispose()
+
+
+def test_train_server_refuses_an_unknown_server(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train-server", "999", "--config", str(config_file)]) == 2
+    assert "no text to learn from" in capsys.readouterr().err
