@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     ingest_total, baseline_total, corpus_mb = (
-        (5_000, 300, 2) if args.quick else (50_000, 2_000, 100)
+        (3_000, 200, 1) if args.quick else (50_000, 2_000, 100)
     )
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         results: dict[str, Any] = {"quick": args.quick}
