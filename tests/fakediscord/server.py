@@ -279,8 +279,15 @@ class FakeDiscord:
             await session.dispatch(event, data)
 
     async def join_guild(self, guild: FakeGuild) -> None:
-        """GUILD_CREATE for a server added after READY (the bot was invited), or a refresh."""
-        await self.dispatch("GUILD_CREATE", guild.gateway_payload(), guild_id=guild.id)
+        """GUILD_CREATE for a server added after READY: the bot was invited (`on_guild_join`)."""
+        payload = guild.gateway_payload()
+        # Without `unavailable`, the guild is new to the bot rather than back from an outage.
+        del payload["unavailable"]
+        await self.dispatch("GUILD_CREATE", payload, guild_id=guild.id)
+
+    async def announce_channel(self, channel: FakeChannel) -> None:
+        """CHANNEL_CREATE for a channel added with `add_text_channel` after READY."""
+        await self.dispatch("CHANNEL_CREATE", channel.payload(), guild_id=channel.guild_id)
 
     async def remove_guild(self, guild: FakeGuild) -> None:
         """The bot was kicked/banned or the server was deleted: GUILD_DELETE without `unavailable`."""
@@ -290,6 +297,26 @@ class FakeDiscord:
     async def reconnect_gateway(self) -> None:
         """Ask every shard to reconnect (op 7); discord.py then RESUMEs."""
         await self.gateway.request_reconnect()
+
+    def seed_message(
+        self, channel: FakeChannel, author: FakeUser | FakeMember, content: str
+    ) -> Payload:
+        """A message that existed before the bot connected: stored (visible to history and
+        fetches) but never dispatched, so the bot has not cached it."""
+        guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
+        user = author.user if isinstance(author, FakeMember) else author
+        if guild is not None:
+            self.member(guild, user)
+        message = build_message(
+            message_id=self.ids.next_id(),
+            channel=channel,
+            guild=guild,
+            author=user,
+            content=content,
+            users=self.users,
+        )
+        self.messages[int(message["id"])] = message
+        return message
 
     async def send_message(
         self,

@@ -32,6 +32,7 @@ class Seen:
     deletes: list[discord.RawMessageDeleteEvent] = field(default_factory=list)
     bulk_deletes: list[discord.RawBulkMessageDeleteEvent] = field(default_factory=list)
     removed_guilds: list[int] = field(default_factory=list)
+    joined_guilds: list[int] = field(default_factory=list)
     uploads: list[bytes] = field(default_factory=list)
 
 
@@ -146,6 +147,10 @@ def make_bot(seen: Seen, *, message_content: bool = True) -> commands.Bot:
     @bot.event
     async def on_guild_remove(guild: discord.Guild) -> None:
         seen.removed_guilds.append(guild.id)
+
+    @bot.event
+    async def on_guild_join(guild: discord.Guild) -> None:
+        seen.joined_guilds.append(guild.id)
 
     return bot
 
@@ -569,3 +574,68 @@ async def test_content_over_the_bot_limit_is_refused(world: World) -> None:
             await channel.send("x" * 2001)
     [violation] = fake.take_spec_violations()
     assert "2001 characters" in violation.problem
+
+
+async def test_edit_and_history_of_a_message_from_before_the_bot_connected(world: World) -> None:
+    fake = world.fake
+    seen = world.seen
+    channel = next(iter(world.guild.channels.values()))
+    old = fake.seed_message(channel, fake.add_user("pat"), "written yesterday")
+    async with run_bot(make_bot(seen), fake) as bot:
+        await fake.edit_message(old, "edited today")
+        await fake.wait_for(lambda: len(seen.edits) == 1, what="raw edit")
+        assert seen.edits[0].cached_message is None
+        assert seen.edits[0].message_id == int(old["id"])
+        text_channel = bot.get_channel(channel.id)
+        assert isinstance(text_channel, discord.TextChannel)
+        assert [m.content async for m in text_channel.history(limit=10)] == ["edited today"]
+
+
+async def test_mentions_and_replies_reach_the_bot(world: World) -> None:
+    fake = world.fake
+    seen = world.seen
+    channel = next(iter(world.guild.channels.values()))
+    quinn = fake.add_user("quinn")
+    async with run_bot(make_bot(seen), fake) as bot:
+        interaction = await fake.invoke_slash(world.guild, channel, quinn, "ping", {"text": "x"})
+        await interaction.wait_response()
+        await fake.send_message(channel, quinn, f"{fake.bot_user.mention} tell me more")
+        await fake.send_message(channel, quinn, "and then?", reply_to=interaction)
+        await fake.wait_for(
+            lambda: len([m for m in seen.messages if m.author.id == quinn.id]) == 2,
+            what="2 messages",
+        )
+        mention, reply = [m for m in seen.messages if m.author.id == quinn.id]
+        assert bot.user is not None and bot.user.mentioned_in(mention)
+        assert (
+            reply.reference is not None
+            and reply.reference.message_id == interaction.original_message_id
+        )
+        assert isinstance(reply.reference.resolved, discord.Message)
+        assert reply.reference.resolved.author.id == fake.bot_user.id
+
+
+async def test_bot_messages_and_nsfw_channels_look_right(world: World) -> None:
+    fake = world.fake
+    seen = world.seen
+    nsfw = fake.add_text_channel(world.guild, "after-dark", nsfw=True)
+    other_bot = fake.add_user("otherbot", bot=True)
+    async with run_bot(make_bot(seen), fake) as bot:
+        channel = bot.get_channel(nsfw.id)
+        assert isinstance(channel, discord.TextChannel) and channel.is_nsfw()
+        await fake.send_message(nsfw, other_bot, "beep")
+        await fake.wait_for(lambda: len(seen.messages) == 1, what="bot message")
+        assert seen.messages[0].author.bot
+
+
+async def test_joining_a_guild_after_ready(world: World) -> None:
+    fake = world.fake
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        later = fake.add_guild("Joined later")
+        fake.add_text_channel(later)
+        await fake.join_guild(later)
+        await fake.wait_for(lambda: world.seen.joined_guilds == [later.id], what="on_guild_join")
+        assert bot.get_guild(later.id) is not None
+        extra = fake.add_text_channel(world.guild, "added-later")
+        await fake.announce_channel(extra)
+        await fake.wait_for(lambda: bot.get_channel(extra.id) is not None, what="CHANNEL_CREATE")
