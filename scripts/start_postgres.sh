@@ -7,6 +7,8 @@
 # parrot_test, and prints the line to export:
 #   export PARROT_TEST_POSTGRES_URL=postgresql+psycopg://parrot:parrot@127.0.0.1:5432/parrot_test
 # Idempotent: running it again with the server already up only re-checks the role/database.
+# PGPORT picks another port; PARROT_PG_INITDB=1 skips the packaged cluster and always uses a
+# fresh initdb directory.
 set -euo pipefail
 
 PORT="${PGPORT:-5432}"
@@ -32,7 +34,7 @@ ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; }
 
 if ready; then
     log "a server is already listening on 127.0.0.1:$PORT"
-elif command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null | awk '{print $1, $2}' | grep -q "^$PG_VERSION main$"; then
+elif [ -z "${PARROT_PG_INITDB:-}" ] && command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null | awk '{print $1, $2}' | grep -q "^$PG_VERSION main$"; then
     log "starting the packaged cluster $PG_VERSION/main"
     pg_ctlcluster "$PG_VERSION" main start -- -o "-c listen_addresses=127.0.0.1 -c port=$PORT" >&2 \
         || pg_ctlcluster "$PG_VERSION" main start >&2
