@@ -89,6 +89,7 @@ class FakeDiscord:
         self.guild_commands: dict[int, list[Payload]] = {}
         self.interactions: dict[int, InteractionHandle] = {}
         self.left_guild_ids: list[int] = []
+        self._announced_guild_ids: set[int] = set()
 
         self.requests: list[RecordedRequest] = []
         self.spec_violations: list[SpecViolation] = []
@@ -279,10 +280,13 @@ class FakeDiscord:
             await session.dispatch(event, data)
 
     async def join_guild(self, guild: FakeGuild) -> None:
-        """GUILD_CREATE for a server added after READY: the bot was invited (`on_guild_join`)."""
+        """GUILD_CREATE after READY. For a guild the bot has not seen, it was just invited
+        (`on_guild_join`); for one it has, this refreshes it (e.g. after adding channels)."""
         payload = guild.gateway_payload()
-        # Without `unavailable`, the guild is new to the bot rather than back from an outage.
-        del payload["unavailable"]
+        if guild.id not in self._announced_guild_ids:
+            # Without `unavailable`, the guild is new to the bot rather than back from an outage.
+            del payload["unavailable"]
+            self._announced_guild_ids.add(guild.id)
         await self.dispatch("GUILD_CREATE", payload, guild_id=guild.id)
 
     async def announce_channel(self, channel: FakeChannel) -> None:
@@ -540,6 +544,7 @@ class FakeDiscord:
 
     def _forget_guild(self, guild_id: int) -> None:
         guild = self.guilds.pop(guild_id, None)
+        self._announced_guild_ids.discard(guild_id)
         if guild is not None:
             for channel_id in guild.channels:
                 self.channels.pop(channel_id, None)
@@ -697,6 +702,7 @@ class FakeDiscord:
             },
         )
         for guild in own_guilds:
+            self._announced_guild_ids.add(guild.id)
             await session.dispatch("GUILD_CREATE", guild.gateway_payload())
 
     async def _send_member_chunk(self, session: GatewaySession, request: Payload) -> None:

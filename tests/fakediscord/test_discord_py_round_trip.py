@@ -639,3 +639,7 @@ async def test_joining_a_guild_after_ready(world: World) -> None:
         extra = fake.add_text_channel(world.guild, "added-later")
         await fake.announce_channel(extra)
         await fake.wait_for(lambda: bot.get_channel(extra.id) is not None, what="CHANNEL_CREATE")
+        refreshed = fake.add_text_channel(world.guild, "via-refresh")
+        await fake.join_guild(world.guild)  # known guild: a refresh, not a join
+        await fake.wait_for(lambda: bot.get_channel(refreshed.id) is not None, what="GUILD_CREATE")
+        assert world.seen.joined_guilds == [later.id]
