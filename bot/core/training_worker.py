@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -49,6 +50,7 @@ from models.train import TrainConfig, evaluate, resolve_device, train
 
 log = logging.getLogger(__name__)
 
+WORKER_NICENESS = 10
 PROGRESS_INTERVAL_SECONDS = 0.25  # at most this often over the pipe (plus every validation)
 
 
@@ -124,6 +126,10 @@ def worker_main(job: WorkerJob, conn: Connection, cancel: CancelFlag) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what happens
     # to this run (it sets the cancel flag), so the worker must not die on SIGINT itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Training may use every core; the bot's event loop (gateway heartbeats, /generate)
+    # must still get the CPU when it needs it, so the worker yields to it.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     logging.basicConfig(level=logging.INFO, format="[worker %(process)d] %(levelname)s %(message)s")
     exit_code = 0
     try:
