@@ -425,6 +425,8 @@ class ParrotServices:
         return await self._db(lambda s: corpus.opt_out(s, user_id, server_id))
 
     async def opt_in(self, user_id: int, server_id: int | None) -> bool:
+        # Messages buffered while the user was opted out are dropped, not stored late.
+        await self.messages.flush()
         return await self._db(lambda s: corpus.opt_in(s, user_id, server_id))
 
     async def forget_user(self, user_id: int, server_id: int | None) -> corpus.PurgeCounts:
