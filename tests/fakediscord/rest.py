@@ -50,6 +50,12 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class RateLimitedError(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after:.3f}s")
+        self.retry_after = retry_after
+
+
 def unknown(what: str, code: int) -> ApiError:
     return ApiError(404, code, f"Unknown {what}")
 
@@ -57,9 +63,25 @@ def unknown(what: str, code: int) -> ApiError:
 @dataclass(frozen=True)
 class Route:
     method: str
+    template: str
     regex: re.Pattern[str]
     handler: Handler
     needs_bot_auth: bool
+
+
+def _rate_limited_response(retry_after: float) -> web.Response:
+    body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+    headers = {
+        "Via": "1.1 google",  # discord.py treats a 429 without it as a Cloudflare ban
+        "X-RateLimit-Limit": "1",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+        "X-RateLimit-Scope": "user",
+        "Retry-After": str(max(1, round(retry_after))),
+    }
+    return web.Response(
+        status=429, body=json.dumps(body).encode(), content_type="application/json", headers=headers
+    )
 
 
 def _pattern(template: str) -> re.Pattern[str]:
@@ -163,7 +185,7 @@ class RestApi:
             ("GET", "/guilds/{guild_id}/channels", self.get_guild_channels, True),
             ("GET", "/guilds/{guild_id}/members/{user_id}", self.get_member, True),
         ]
-        self.routes = [Route(m, _pattern(t), h, auth) for m, t, h, auth in routes]
+        self.routes = [Route(m, t, _pattern(t), h, auth) for m, t, h, auth in routes]
 
     # ------------------------------------------------------------------ plumbing
 
@@ -188,6 +210,10 @@ class RestApi:
             status, body = await self._route(recorded, request.headers.get("Authorization"))
         except ApiError as error:
             status, body = error.status, {"code": error.code, "message": error.message}
+        except RateLimitedError as limited:
+            recorded.status = 429
+            fake.notify_change()
+            return _rate_limited_response(limited.retry_after)
         except Exception as error:
             # A bug in the fake itself: fail the test loudly rather than confuse the client.
             fake.internal_errors.append(f"{recorded.method} {path}: {error!r}")
@@ -263,6 +289,11 @@ class RestApi:
                 continue
             if route.needs_bot_auth and authorization != f"Bot {self.fake.token}":
                 raise ApiError(401, 0, "401: Unauthorized")
+            retry_after = self.fake.rate_limits.retry_after(
+                recorded, route.template, found.groupdict()
+            )
+            if retry_after is not None:
+                raise RateLimitedError(retry_after)
             return await route.handler(recorded, found.groupdict())
         self.fake.unexpected_requests.append(recorded)
         raise ApiError(

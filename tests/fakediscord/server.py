@@ -41,6 +41,7 @@ from tests.fakediscord.interactions import (
 from tests.fakediscord.mentions import Pings, mentioned_user_ids, pings_of
 from tests.fakediscord.messages import StoredAttachment, build_message
 from tests.fakediscord.openapi import OpenApiValidator, SpecViolation
+from tests.fakediscord.ratelimits import RateLimiter
 from tests.fakediscord.records import MessageKind, RecordedRequest, SentMessage
 from tests.fakediscord.snowflakes import SnowflakeFactory
 
@@ -95,6 +96,7 @@ class FakeDiscord:
         self.spec_violations: list[SpecViolation] = []
         self.unexpected_requests: list[RecordedRequest] = []
         self.internal_errors: list[str] = []
+        self.rate_limits = RateLimiter()
         self.sent: list[SentMessage] = []
 
         self.validator = OpenApiValidator(spec_path)

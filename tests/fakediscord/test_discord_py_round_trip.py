@@ -71,6 +71,12 @@ def make_bot(seen: Seen, *, message_content: bool = True) -> commands.Bot:
         await interaction.response.defer(thinking=True)
         await interaction.edit_original_response(content="done slowly", allowed_mentions=quiet)
 
+    @bot.tree.command(description="Defer, then edit in a burst")
+    async def burst(interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        for step in range(4):
+            await interaction.edit_original_response(content=f"step {step}", allowed_mentions=quiet)
+
     @bot.tree.command(description="A followup with a file")
     async def export(interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True)
@@ -643,3 +649,15 @@ async def test_joining_a_guild_after_ready(world: World) -> None:
         await fake.join_guild(world.guild)  # known guild: a refresh, not a join
         await fake.wait_for(lambda: bot.get_channel(refreshed.id) is not None, what="GUILD_CREATE")
         assert world.seen.joined_guilds == [later.id]
+
+
+async def test_opt_in_rate_limit_makes_discord_py_wait_and_retry(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    template = "/webhooks/{app_id}/{token}/messages/@original"
+    fake.rate_limits.add("PATCH", template, limit=2, per_s=0.2)
+    async with run_bot(make_bot(world.seen), fake):
+        interaction = await fake.invoke_slash(world.guild, channel, fake.add_user("rae"), "burst")
+        await interaction.wait_edit(lambda edit: edit.content == "step 3")
+        assert [edit.content for edit in interaction.edits] == [f"step {i}" for i in range(4)]
+        assert fake.rate_limits.limited  # the burst was slowed down, not lost
