@@ -10,7 +10,7 @@ several rows do it inside a SAVEPOINT, so a failure leaves nothing of that call 
 the caller's session stays usable.
 
 Bad input: empty or whitespace-only messages are skipped; NUL characters are removed from
-messages (PostgreSQL text cannot hold them); uploads must be UTF-8 text without NUL bytes
+messages and lone surrogates replaced (`clean_text`); uploads must be UTF-8 text without NUL bytes
 and within the size cap, else `InvalidInput` says why; a second upload of the same text to
 a server raises `DuplicateUpload`.
 """
@@ -18,6 +18,7 @@ a server raises `DuplicateUpload`.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,6 +77,7 @@ __all__ = [
     "add_document",
     "add_messages",
     "chars_since_last_success",
+    "clean_text",
     "corpus_stats",
     "corpus_text",
     "decode_upload",
@@ -100,6 +102,9 @@ __all__ = [
     "set_channel_replies",
     "set_collecting",
 ]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ def add_messages(session: Session, server_id: int, messages: Iterable[IncomingMe
 
     Idempotent on the message id (a message already stored is left as it is). Skipped:
     empty or whitespace-only messages, and authors who opted out in this server or
-    everywhere. NUL characters are removed (PostgreSQL text cannot hold them). The whole
+    everywhere. Text is cleaned with `clean_text` (no NUL, no lone surrogates). The whole
     batch is validated before anything is written, and written in one SAVEPOINT: an
     invalid message or a database error leaves none of the batch behind.
     """
@@ -212,7 +217,7 @@ def add_messages(session: Session, server_id: int, messages: Iterable[IncomingMe
     now = utcnow()
     for message in batch:
         _check_message(message)
-        content = message.content.replace("\x00", "")
+        content = clean_text(message.content)
         if not content.strip():
             continue
         rows.setdefault(
@@ -243,7 +248,7 @@ def edit_message(
 
     Returns whether the message was stored (edits of messages never collected are ignored).
     """
-    content = content.replace("\x00", "")
+    content = clean_text(content)
     if not content.strip():
         return delete_messages(session, [message_id]) > 0
     result = session.execute(
@@ -380,6 +385,16 @@ def list_documents(session: Session, server_id: int) -> list[Document]:
             .options(defer(Document.text))
         )
     )
+
+
+def clean_text(text: str) -> str:
+    """Message text as the databases can store it: NUL characters removed (PostgreSQL text
+    cannot hold them) and lone surrogates, which are not encodable as UTF-8 (a malformed
+    escape in a gateway payload), replaced with U+FFFD."""
+    text = text.replace("\x00", "")
+    if not text.isascii():
+        text = _SURROGATE.sub("\N{REPLACEMENT CHARACTER}", text)
+    return text
 
 
 # --- helpers ---------------------------------------------------------------------------

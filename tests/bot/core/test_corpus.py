@@ -92,6 +92,14 @@ def test_add_messages_skips_empty_duplicate_and_nul_content(session: Session) ->
     assert corpus.add_messages(session, SERVER, []) == 0
 
 
+def test_text_the_databases_cannot_hold_is_cleaned(session: Session) -> None:
+    lone_surrogate = "half an emoji: \ud83d!"
+    assert corpus.add_messages(session, SERVER, [msg(1, lone_surrogate)]) == 1
+    assert corpus.corpus_text(session, SERVER) == "half an emoji: \N{REPLACEMENT CHARACTER}!\n"
+    assert corpus.edit_message(session, 1, "nul\x00 and \udfff")
+    assert corpus.corpus_text(session, SERVER) == "nul and \N{REPLACEMENT CHARACTER}\n"
+
+
 def test_add_messages_counts_batches_larger_than_one_statement(session: Session) -> None:
     batch = [msg(i, f"m{i}", author=i % 7 + 1) for i in range(1, 2502)]
     assert corpus.add_messages(session, SERVER, batch) == 2501
