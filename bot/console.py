@@ -140,8 +140,11 @@ class Console:
 
     # -- set-up --------------------------------------------------------------------------
 
-    async def prepare(self) -> None:
-        """First start: the pretend server, its bundled corpus and bundled model."""
+    async def prepare(self) -> bool:
+        """First start: the pretend server, its bundled corpus and bundled model.
+
+        Returns whether the server has a model now.
+        """
         config = self.services.config
         corpus_path = Path(config.console.corpus) if config.console.corpus else BUNDLED_CORPUS
         checkpoint_path = (
@@ -152,6 +155,8 @@ class Console:
         has_model = await asyncio.to_thread(registry.active_model, CONSOLE_SERVER_ID)
         if has_model is None and await asyncio.to_thread(checkpoint_path.is_file):
             await self.services.install_checkpoint(CONSOLE_SERVER_ID, checkpoint_path)
+            return True
+        return has_model is not None
 
     def _prepare_corpus(self, corpus_path: Path) -> None:
         with session_scope(self.services.sessions) as session:
@@ -337,7 +342,10 @@ async def run_console(
     try:
         await services.start(schedule=False)
         console = Console(services, sink)
-        await console.prepare()
+        if not await console.prepare():
+            # No bundled checkpoint: train a first model now, with a progress bar.
+            console.say("No model yet: training one on the corpus first (/train cancel stops it).")
+            await console.handle("/train mode:scratch")
         interactive = source.isatty()
 
         async def read_line() -> str:
