@@ -61,6 +61,10 @@ def iter_corpus_text(
 
     `page_rows` messages are read per query and yielded as one chunk; each document is a
     chunk of its own.
+
+    The session's transaction stays open while the generator is alive. On SQLite, read
+    through an engine made with `make_engine(url, begin_immediate=False)`, or a long stream
+    holds the write lock and makes the bot's writers wait.
     """
     if page_rows < 1:
         raise ValueError("page_rows must be at least 1")
