@@ -66,20 +66,25 @@ async def run_bot(config: ParrotConfig, token: str) -> int:
     def request_stop() -> None:
         stopping.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
         loop.add_signal_handler(sig, request_stop)
-    async with bot:
-        runner = asyncio.create_task(bot.start(token))
-        stopper = asyncio.create_task(stopping.wait())
-        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if stopper in done:
-            logging.getLogger(__name__).info("stopping on signal")
-        await bot.close()
-        stopper.cancel()
-        if runner in done:
-            _raise_clearly(runner)
-        else:
-            await asyncio.gather(runner, return_exceptions=True)
+    try:
+        async with bot:
+            runner = asyncio.create_task(bot.start(token))
+            stopper = asyncio.create_task(stopping.wait())
+            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                logging.getLogger(__name__).info("stopping on signal")
+            await bot.close()
+            stopper.cancel()
+            if runner in done:
+                _raise_clearly(runner)
+            else:
+                await asyncio.gather(runner, return_exceptions=True)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
     return 0
 
 
