@@ -13,8 +13,9 @@ Rules:
 - At most one model per server is active (`set_active` deactivates the others in the same
   transaction).
 - A checkpoint that fails to load is skipped with a logged error: `active_checkpoint` moves
-  its file aside (`<name>.corrupt`, kept for inspection), deletes its row, activates the
-  newest remaining model and tries again, so callers get the previous good model.
+  its file aside (`<name>.corrupt`, kept for inspection), marks its row inactive and
+  pointing there (kept, so a model id never names two files), activates the newest usable
+  model and tries again, so callers get the previous good model. `prune` removes both.
 - `prune` keeps the newest `keep` models of a server plus the active one and deletes the
   rest (rows and files), and removes orphan files of runs that are no longer in flight.
 
@@ -208,23 +209,28 @@ class ModelRegistry:
     def discard_unloadable(self, model_id: int) -> int | None:
         """Set aside a model whose file cannot be loaded; returns the model activated instead.
 
-        The file is renamed to `<name>.corrupt` (kept for inspection, removed by `prune`),
-        the row deleted, and if it was active the newest remaining model becomes active.
+        The file is renamed to `<name>.corrupt` (kept for inspection) and the row, kept as a
+        record (ids are never reused for another file), points there and is inactive; `prune`
+        removes both later. If it was active, the newest usable model becomes active.
         """
         with self._repair_lock:
             with self._sessions() as session, session.begin():
                 row = session.get(TrainedModel, model_id)
-                if row is None:
+                if row is None or _is_set_aside(row.checkpoint_path):
                     return None
                 server_id, was_active = row.server_id, row.active
                 path = Path(row.checkpoint_path)
-                session.delete(row)
+                row.checkpoint_path = str(path.with_name(path.name + CORRUPT_SUFFIX))
+                row.active = False
                 session.flush()
                 replacement: int | None = None
                 if was_active:
                     replacement = session.scalars(
                         select(TrainedModel.id)
-                        .where(TrainedModel.server_id == server_id)
+                        .where(
+                            TrainedModel.server_id == server_id,
+                            TrainedModel.checkpoint_path.not_like(f"%{CORRUPT_SUFFIX}"),
+                        )
                         .order_by(TrainedModel.id.desc())
                         .limit(1)
                     ).first()
@@ -296,7 +302,9 @@ class ModelRegistry:
                 .where(TrainedModel.server_id == server_id)
                 .order_by(TrainedModel.id.desc())
             ).all()
-            doomed = [row for row in rows[self.keep_checkpoints :] if not row.active]
+            usable = [row for row in rows if not _is_set_aside(row.checkpoint_path)]
+            doomed = [row for row in usable[self.keep_checkpoints :] if not row.active]
+            doomed += [row for row in rows if _is_set_aside(row.checkpoint_path)]
             for row in doomed:
                 session.delete(row)
             kept_paths = {Path(row.checkpoint_path).name for row in rows if row not in doomed}
@@ -309,7 +317,10 @@ class ModelRegistry:
                 ).all()
             )
         for row in doomed:
-            for path in sidecar_paths(Path(row.checkpoint_path)):
+            for path in [
+                *sidecar_paths(_checkpoint_of(row.checkpoint_path)),
+                Path(row.checkpoint_path),
+            ]:
                 if _unlink(path):
                     removed.append(path)
         removed.extend(self._remove_orphans(server_id, kept_paths, live_runs))
@@ -368,6 +379,10 @@ class ModelRegistry:
         return removed
 
 
+def _is_set_aside(checkpoint_path: str) -> bool:
+    return checkpoint_path.endswith(CORRUPT_SUFFIX)
+
+
 def _owning_checkpoint(name: str) -> str | None:
     """The checkpoint file name a file in a server directory belongs to (None: not ours).
 
@@ -380,6 +395,11 @@ def _owning_checkpoint(name: str) -> str | None:
     if stripped.endswith(".tmp"):
         stripped = stripped[: stripped.find(CHECKPOINT_SUFFIX) + len(CHECKPOINT_SUFFIX)]
     return stripped if _CHECKPOINT_NAME.match(stripped) else None
+
+
+def _checkpoint_of(checkpoint_path: str) -> Path:
+    """The checkpoint file a row refers to, also when the row points at its `.corrupt` copy."""
+    return Path(checkpoint_path.removesuffix(CORRUPT_SUFFIX))
 
 
 def _move_aside(path: Path) -> None:

@@ -154,10 +154,15 @@ def test_corrupt_active_checkpoint_falls_back_to_the_previous_model(
     assert loaded.checkpoint.stats.chars_seen == 123
     assert any("unusable" in record.getMessage() for record in caplog.records)
     assert registry.active_model(SERVER).id == previous  # type: ignore[union-attr]
-    assert registry.get_model(newest) is None
-    assert not newest_path.exists()
-    assert newest_path.with_name(newest_path.name + ".corrupt").exists()  # kept for inspection
+    set_aside = newest_path.with_name(newest_path.name + ".corrupt")
+    record = registry.get_model(newest)  # kept as a record, so its id is never reused
+    assert record is not None and not record.active and record.path == set_aside
+    assert not newest_path.exists() and set_aside.exists()  # kept for inspection
     assert swaps == [previous]
+
+    assert registry.prune(SERVER) == [set_aside]  # set-aside models go at the next prune
+    assert registry.get_model(newest) is None
+    assert registry.active_checkpoint(SERVER) is not None
 
 
 def test_no_loadable_model_means_none(

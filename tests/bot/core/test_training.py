@@ -124,11 +124,11 @@ def run_row(sessions: sessionmaker[Session], run_id: int) -> TrainingRun:
 
 
 def seed_active_model(
-    registry: ModelRegistry, sessions: sessionmaker[Session], server_id: int
+    registry: ModelRegistry, sessions: sessionmaker[Session], server_id: int, steps: int = 15
 ) -> int:
     """A previously trained model, made in this process (cheaper than a worker run)."""
     text = "\n".join(corpus_text(1))
-    result = train(text, TrainConfig(**QUICK))
+    result = train(text, TrainConfig(**{**QUICK, "max_steps": steps}))
     with sessions() as session, session.begin():
         run = TrainingRun(
             server_id=server_id,
@@ -294,6 +294,34 @@ async def test_fine_tune_is_compared_with_the_active_model(
     active = registry.active_model(SERVER_A)
     assert active is not None and active.id == (final.model_id if expected else incumbent)
     assert len(registry.list_models(SERVER_A)) == 2  # the loser is kept (until pruned)
+
+
+async def test_a_worse_model_is_kept_but_not_activated_and_corrupt_files_are_skipped(
+    config: ParrotConfig, sessions: sessionmaker[Session], registry: ModelRegistry
+) -> None:
+    previous = seed_active_model(registry, sessions, SERVER_A, steps=80)
+    corrupt = seed_active_model(registry, sessions, SERVER_A)
+    corrupt_model = registry.get_model(corrupt)
+    assert corrupt_model is not None
+    corrupt_model.path.write_bytes(b"\x00" * 64)  # e.g. a disk error since it was written
+    manager = manager_for(config, sessions, registry, {**QUICK, "max_steps": 2})
+    await manager.start()
+    try:
+        run_id = await manager.enqueue(SERVER_A, mode="scratch")
+        final = (await follow(manager, run_id))[-1]
+        info = await manager.get_run(run_id)
+    finally:
+        await manager.stop()
+    assert final.status == RunStatus.SUCCEEDED, final.error
+    assert info is not None and info.result is not None
+    assert info.result["incumbent_model_id"] == previous  # the corrupt one was skipped
+    assert final.val_bits_per_char is not None and final.incumbent_bits_per_char is not None
+    assert final.val_bits_per_char > final.incumbent_bits_per_char  # 2 steps vs 80
+    assert not final.activated
+    active = registry.active_model(SERVER_A)
+    assert active is not None and active.id == previous
+    assert registry.get_model(corrupt) is None
+    assert [m.id for m in registry.list_models(SERVER_A)] == [final.model_id, previous]
 
 
 async def test_auto_trains_both_architectures_and_keeps_the_better(
