@@ -94,9 +94,7 @@ class OpenApiValidator:
     def __init__(self, spec_path: Path | None = None) -> None:
         self.spec_path = spec_path or default_spec_path()
         self._spec = load_spec(self.spec_path)
-        self._registry = _registry_for(self.spec_path)
         self._operations = _operations_for(self.spec_path)
-        self._validators: dict[str, jsonschema.protocols.Validator] = {}
 
     def match(self, path: str) -> tuple[str, dict[str, str]] | None:
         """The spec's path template matching a concrete path (without /api/v10), and its params."""
@@ -193,11 +191,7 @@ class OpenApiValidator:
         return problems
 
     def _errors(self, pointer: str, instance: Any) -> list[str]:
-        validator = self._validators.get(pointer)
-        if validator is None:
-            schema = {"$ref": f"{SPEC_URI}#/{pointer}"}
-            validator = jsonschema.Draft202012Validator(schema, registry=self._registry)
-            self._validators[pointer] = validator
+        validator = _validator_for(self.spec_path, pointer)
         error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
         if error is None:
             return []
@@ -259,6 +253,13 @@ def _coerce_parameter(raw: str, schema: Mapping[str, Any], spec: Mapping[str, An
         except ValueError:
             return raw
     return raw
+
+
+@functools.cache
+def _validator_for(path: Path, pointer: str) -> jsonschema.protocols.Validator:
+    """One compiled validator per schema location, shared by every fake in the process."""
+    schema = {"$ref": f"{SPEC_URI}#/{pointer}"}
+    return jsonschema.Draft202012Validator(schema, registry=_registry_for(path))
 
 
 @functools.cache

@@ -202,6 +202,11 @@ class RestApi:
             has_body=has_body,
             media_type=media_type,
         )
+        user_agent = request.headers.get("User-Agent", "")
+        if "Authorization" in request.headers and not user_agent.startswith("DiscordBot ("):
+            # Discord requires "DiscordBot ($url, $versionNumber)" on bot-authenticated calls
+            # (interaction webhooks are unauthenticated and discord.py sends aiohttp's there).
+            violations.append(SpecViolation(request.method, path, f"bad User-Agent {user_agent!r}"))
         fake.spec_violations.extend(violations)
         try:
             if any(v.problem.startswith("body:") for v in violations):

@@ -6,6 +6,7 @@ import asyncio
 import io
 from dataclasses import dataclass, field
 
+import aiohttp
 import discord
 import pytest
 from discord import app_commands
@@ -661,3 +662,19 @@ async def test_opt_in_rate_limit_makes_discord_py_wait_and_retry(world: World) -
         await interaction.wait_edit(lambda edit: edit.content == "step 3")
         assert [edit.content for edit in interaction.edits] == [f"step {i}" for i in range(4)]
         assert fake.rate_limits.limited  # the burst was slowed down, not lost
+
+
+async def test_raw_http_problems_are_recorded(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bot {fake.token}", "User-Agent": "curl/8"}
+        async with session.get(f"{fake.api_base}/users/@me", headers=headers) as response:
+            assert response.status == 200
+        async with session.get(
+            f"{fake.api_base}/users/@me", headers={"Authorization": "Bot wrong"}
+        ) as response:
+            assert response.status == 401
+        async with session.get(f"{fake.base_url}/favicon.ico") as response:
+            assert response.status == 404
+    assert ["bad User-Agent" in v.problem for v in fake.take_spec_violations()] == [True, True]
+    assert [r.path for r in fake.take_unexpected_requests()] == ["/favicon.ico"]
