@@ -8,7 +8,8 @@ Prints one JSON object:
 - ingest: messages/s through `corpus.add_messages` in batches (one transaction per batch),
   against a naive baseline in the same run: one ORM insert and one commit per message.
   Target: >= 5,000 messages/s batched.
-- stream: peak resident memory of a fresh process that streams the whole corpus with
+- stream: peak resident memory (and tracemalloc's peak of the Python heap while reading)
+  of a fresh process that streams the whole corpus with
   `corpus.iter_corpus_text` (consuming it chunk by chunk), against a baseline process that
   loads every message with one query. Target: < 200 MB for a 100 MB corpus. Measured in
   child processes so that building the corpus does not count.
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -193,6 +195,7 @@ def child(url: str, mode: str) -> dict[str, Any]:
     with factory() as session:
         session.execute(select(1))  # connect before taking the baseline
         rss_before = _max_rss_mb()
+        tracemalloc.start()  # Python allocations made by the streaming itself
         started = time.perf_counter()
         chars = 0
         largest_chunk = 0
@@ -208,12 +211,15 @@ def child(url: str, mode: str) -> dict[str, Any]:
             chars = largest_chunk = len(text)
             del contents, text
         seconds = time.perf_counter() - started
+        heap_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
     engine.dispose()
     return {
         "chars": chars,
         "seconds": round(seconds, 2),
         "mb_per_s": round(chars / 1e6 / seconds, 1),
         "largest_chunk_chars": largest_chunk,
+        "python_heap_peak_mb": round(heap_peak / 1e6, 1),
         "rss_before_mb": round(rss_before, 1),
         "peak_rss_mb": round(_max_rss_mb(), 1),
     }

@@ -47,8 +47,11 @@ class PurgeCounts:
 
 
 def opt_out(session: Session, user_id: int, server_id: int | None = None) -> PurgeCounts:
-    """Stop collecting a user in one server (or everywhere) and remove what they gave."""
+    """Stop collecting a user in one server (or everywhere: None or EVERYWHERE) and remove
+    what they gave there."""
     check_snowflake(user_id, "user id")
+    if server_id == EVERYWHERE:
+        server_id = None
     scope = EVERYWHERE if server_id is None else server_id
     with session.begin_nested():
         # Waits for batches being ingested in that scope (PostgreSQL), so none of them can
@@ -83,11 +86,13 @@ def is_opted_out(session: Session, user_id: int, server_id: int | None = None) -
 
 
 def purge_user(session: Session, user_id: int, server_id: int | None = None) -> PurgeCounts:
-    """Delete a user's messages and uploads in one server (None: everywhere).
+    """Delete a user's messages and uploads in one server (None or EVERYWHERE: all).
 
     Their id is also cleared from channel and training-run records. Opt-outs are kept:
     they are the user's standing request not to be collected.
     """
+    if server_id == EVERYWHERE:
+        server_id = None
     scope_messages = [Message.author_id == user_id]
     scope_documents = [Document.uploader_id == user_id]
     scope_channels = [Channel.added_by == user_id]

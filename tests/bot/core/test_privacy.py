@@ -169,3 +169,11 @@ def test_an_opt_out_during_an_ingest_still_removes_the_batch(
     with session_factory() as session:
         assert count(session, Message, Message.author_id == ALICE) == 0
         assert count(session, Message) == 1
+
+
+def test_the_everywhere_id_means_everywhere(session: Session) -> None:
+    _two_servers_of_content(session)
+    assert corpus.opt_out(session, ALICE, EVERYWHERE) == PurgeCounts(messages=2, documents=2)
+    assert corpus.is_opted_out(session, ALICE, None)
+    assert corpus.opt_in(session, ALICE, EVERYWHERE)
+    assert not corpus.is_opted_out(session, ALICE, SERVER)
