@@ -26,11 +26,11 @@ import contextlib
 import logging
 import math
 import threading
+import time
 from collections.abc import Hashable
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from bot.core.verbatim import CopyGuard, VerbatimIndex, char_code
 from models.charrnn import CharRNN
@@ -43,16 +43,17 @@ log = logging.getLogger(__name__)
 class GuardedBatchSampler(BatchSampler):
     """A `BatchSampler` whose rows never complete a (span + 1)-char window of the corpus.
 
-    Before each step, for every row whose last `span` characters could start a copy, every
-    candidate next character is tested against the index at once (one vectorised binary
-    search for the whole batch); the candidates that would complete a copied window get
+    Before each step, for every row whose last `span` characters could start a copy (one
+    bit test per row in the index's prefix filter), every candidate next character is tested
+    against the index at once (one vectorised binary search for those rows); the candidates that would complete a copied window get
     logit -inf, so the draw (temperature, top-k, top-p as requested) picks the best
     character that does not copy: one exact resample, no retry loop. A row for which every
     character would copy (practically impossible) is cut where it is. The prompt's own
     windows never count: only windows ending in a generated character are tested.
 
-    Hooks into two internals of `BatchSampler` (`_logits`/`_rows` before the draw, and
-    `_advance`, which sees the sampled ids): `tests/bot/core/test_batching.py` pins them.
+    Uses two internals of `BatchSampler`, as models/ offers no public hook for this yet:
+    `_logits` [B, V] with `_rows` (batch order, `.handle`) before the draw, and each row's
+    `.text`/`.done` after it. `tests/bot/core/test_batching.py` pins them.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class GuardedBatchSampler(BatchSampler):
         self.verbatim = verbatim
         self._guards: dict[int, CopyGuard] = {}
         self.blocked: dict[int, int] = {}  # handle -> characters the guard resampled
+        self.guard_seconds = 0.0  # time spent in the guard, to measure what it adds to a step
         chars = vocab.to_list()
         # <unk> (id 0) is never sampled; its code 0 matches no window.
         self._candidate_codes = np.array([0, *(char_code(c) for c in chars[1:])], dtype=np.uint64)[
@@ -85,21 +87,39 @@ class GuardedBatchSampler(BatchSampler):
         return super().release(handle)
 
     def step(self) -> dict[int, str]:
-        if self._guards:
-            self._exclude_copying_chars()
-        return super().step()
+        if not self._guards:
+            return super().step()
+        started = time.perf_counter()
+        self._exclude_copying_chars()
+        rows = list(self._rows)
+        self.guard_seconds += time.perf_counter() - started
+        new_text = super().step()
+        started = time.perf_counter()
+        for row in rows:
+            guard = self._guards.get(row.handle)
+            if guard is not None and not row.done:  # a row that goes on ends with its new char
+                guard.push(row.text[-1])
+        self.guard_seconds += time.perf_counter() - started
+        return new_text
 
     def _exclude_copying_chars(self) -> None:
         assert self.verbatim is not None
         positions: list[int] = []
-        bases: list[int] = []
+        guards: list[CopyGuard] = []
         for position, row in enumerate(self._rows):
             guard = self._guards.get(row.handle)
             if guard is not None and guard.armed:
                 positions.append(position)
-                bases.append(guard.candidate_base)
+                guards.append(guard)
         if not positions:
             return
+        # One bit test per row first; the binary searches only for rows that may be copying.
+        prefixes = np.array([guard.prefix_hash for guard in guards], dtype=np.uint64)
+        risky = np.flatnonzero(self.verbatim.at_risk(prefixes)).tolist()
+        if not risky:
+            return
+        positions = [positions[r] for r in risky]
+        bases = [guards[r].candidate_base for r in risky]
         candidates = np.array(bases, dtype=np.uint64)[:, None] + self._candidate_codes  # [R, V]
         copying = self.verbatim.contains(candidates)  # [R, V] bool
         copying[:, 0] = False
@@ -119,14 +139,6 @@ class GuardedBatchSampler(BatchSampler):
                 self.blocked[handle] += 1
         for handle in cut:
             self.cancel(handle)
-
-    def _advance(self, tokens: Tensor) -> None:
-        chars = self._chars
-        for row, token in zip(self._rows, tokens.tolist(), strict=True):
-            guard = self._guards.get(row.handle)
-            if guard is not None:
-                guard.push(chars[token])
-        super()._advance(tokens)
 
 
 class Job:
@@ -230,6 +242,8 @@ class ModelWorker:
         self.device = device
         self.verbatim = verbatim
         self.steps = 0  # forward steps run (one per character for the whole batch)
+        self.step_seconds = 0.0  # wall time inside step(), guard included
+        self.guard_seconds = 0.0  # the verbatim guard's part of step_seconds
         self.requests = 0
         self.max_batch = 0  # the largest number of rows one step carried
         self._cond = threading.Condition()
@@ -254,13 +268,16 @@ class ModelWorker:
         with self._cond:
             self._cond.notify()
 
-    def stop(self, timeout: float | None = 10.0) -> None:
-        """Finish the loop; jobs still pending or in flight fail (call when nothing uses it)."""
+    def stop(self, *, wait: bool = False, timeout: float = 10.0) -> None:
+        """End the loop (jobs still pending or in flight fail: call it when nothing uses it).
+
+        Does not block by default, because eviction happens on the event loop when a request
+        ends; the thread drops its model reference as it exits. `wait` joins it (shutdown)."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
             thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if wait and thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     def _run(self) -> None:
@@ -287,7 +304,10 @@ class ModelWorker:
                 continue
             try:
                 self.max_batch = max(self.max_batch, batch.active)
+                started, guard_before = time.perf_counter(), batch.guard_seconds
                 new_text = batch.step()
+                self.step_seconds += time.perf_counter() - started
+                self.guard_seconds += batch.guard_seconds - guard_before
             except Exception as error:  # a bug or a device error: fail these rows, keep serving
                 log.exception("sampling step failed for model %s", self.model_id)
                 for job in jobs.values():

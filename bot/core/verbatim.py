@@ -4,13 +4,14 @@ Why hashed n-grams: a sample must never contain more than `span` consecutive cha
 copied from a server's corpus. A copy longer than `span` characters contains a window of
 exactly `span + 1` characters that occurs in the corpus, so it is enough to remember every
 such window. Each window is stored as a 64-bit polynomial hash in one sorted, de-duplicated
-numpy array: 8 bytes per corpus character at most, a binary search per lookup, and the hash
+numpy array: about 9 bytes per corpus character with the prefix filter, a binary search per lookup, and the hash
 is rolling, so the sampler extends a row's hash by one character per step in O(1) and can test
 every candidate next character of a row at once (`copying_ids`). A false positive needs a
 64-bit collision, and it would only make the guard resample a harmless character.
 
 File format (`save`/`load`): a numpy `.npz` archive read with `allow_pickle=False` (no code
-runs on load) holding `meta` = [format version, span, hash base] and `hashes` (sorted uint64).
+runs on load) holding `meta` = [format version, span, hash base], `hashes` (sorted uint64)
+and `prefix_filter` (uint8 bitmap, see `VerbatimIndex`).
 It lives beside the checkpoint as `<checkpoint path>.verbatim` (see `index_path_for`).
 A missing file means "no guard"; a corrupt one is reported by `load_index_or_none` as a
 warning and the guard is disabled for that model, never a crash.
@@ -70,13 +71,29 @@ def _window_hashes(codes: U64Array, window: int) -> U64Array:
     return hashes
 
 
-class VerbatimIndex:
-    """The set of (span + 1)-character windows of a text, as sorted 64-bit hashes."""
+def _filter_bits(windows: int) -> int:
+    """log2 of the prefix filter's size in bits: at least 8 bits per window (<= 12% false hits)."""
+    return min(40, max(10, (max(windows, 1) * 8 - 1).bit_length()))
 
-    def __init__(self, hashes: U64Array, span: int) -> None:
+
+class VerbatimIndex:
+    """The set of (span + 1)-character windows of a text, as sorted 64-bit hashes.
+
+    Plus a one-hash Bloom filter (a bitmap) of the windows' `span`-character prefixes: a row
+    whose last `span` characters are not a prefix of any window cannot complete a copy with
+    any next character, so the sampler skips it after one bit test and only runs the
+    binary searches for the few rows that might be copying (`at_risk`).
+    """
+
+    def __init__(self, hashes: U64Array, span: int, prefix_filter: npt.NDArray[np.uint8]) -> None:
         if span < 1:
             raise ValueError("span must be at least 1")
+        bits = (len(prefix_filter) * 8).bit_length() - 1
+        if len(prefix_filter) < 2 or 1 << bits != len(prefix_filter) * 8:
+            raise ValueError("the prefix filter's size must be a power of two bytes")
         self.hashes = hashes
+        self.prefix_filter = prefix_filter
+        self._filter_shift = np.uint64(64 - bits)
         self.span = span
         self.window = span + 1
         # base**span: what the oldest character of a full window weighs, to drop it when rolling.
@@ -89,22 +106,42 @@ class VerbatimIndex:
             raise ValueError("span must be at least 1")
         codes = _codes(text)
         window = span + 1
-        total = len(codes) - window + 1
-        parts = [
-            _window_hashes(codes[start : start + _BUILD_CHUNK + window - 1], window)
-            for start in range(0, max(total, 0), _BUILD_CHUNK)
-        ]
+        total = max(len(codes) - window + 1, 0)
+        bits = _filter_bits(total)
+        prefix_filter = np.zeros((1 << bits) // 8, dtype=np.uint8)
+        shift = np.uint64(64 - bits)
+        parts: list[U64Array] = []
+        for start in range(0, total, _BUILD_CHUNK):
+            chunk = codes[start : start + _BUILD_CHUNK + window - 1]
+            parts.append(_window_hashes(chunk, window))
+            # The first `span` characters of each of those windows.
+            buckets = np.unique(_window_hashes(chunk[:-1], span) >> shift)
+            np.bitwise_or.at(
+                prefix_filter,
+                buckets >> np.uint64(3),
+                np.left_shift(1, buckets & np.uint64(7)).astype(np.uint8),
+            )
         hashes = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
-        return cls(hashes, span)
+        return cls(hashes, span, prefix_filter)
 
     @property
     def nbytes(self) -> int:
-        return int(self.hashes.nbytes)
+        return int(self.hashes.nbytes + self.prefix_filter.nbytes)
 
     def __len__(self) -> int:
         return len(self.hashes)
 
     # -- lookups -------------------------------------------------------------------------
+
+    def at_risk(self, prefix_hashes: U64Array) -> npt.NDArray[np.bool_]:
+        """For each hash of a row's last `span` chars: could any next char complete a copy?
+
+        False is certain; True may be a false hit (then `contains` decides)."""
+        buckets = prefix_hashes >> self._filter_shift
+        bits = self.prefix_filter[buckets >> np.uint64(3)] >> (buckets & np.uint64(7)).astype(
+            np.uint8
+        )
+        return (bits & 1).astype(np.bool_)
 
     def contains(self, hashes: U64Array) -> npt.NDArray[np.bool_]:
         """For each window hash, whether that window occurs in the indexed text."""
@@ -148,10 +185,11 @@ class VerbatimIndex:
         """Write atomically (temp file + fsync + rename), so a reader never sees half a file."""
         path = Path(path)
         meta = np.array([FORMAT_VERSION, self.span, HASH_BASE], dtype=np.uint64)
+        arrays = {"meta": meta, "hashes": self.hashes, "prefix_filter": self.prefix_filter}
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, meta=meta, hashes=self.hashes)
+                np.savez(handle, **arrays)
                 handle.flush()
                 os.fsync(handle.fileno())
             Path(tmp_name).replace(path)
@@ -165,22 +203,38 @@ class VerbatimIndex:
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as archive:
-                meta = np.asarray(archive["meta"])
+                span = _check_header(path, np.asarray(archive["meta"]))
                 hashes = np.asarray(archive["hashes"])
+                prefix_filter = np.asarray(archive["prefix_filter"])
         except FileNotFoundError:
             raise VerbatimIndexError(f"verbatim index not found: {path}") from None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise VerbatimIndexError(f"{path} is not a readable verbatim index: {exc}") from None
-        if meta.dtype != np.uint64 or meta.shape != (3,):
-            raise VerbatimIndexError(f"{path} has a malformed header")
-        version, span, base = (int(value) for value in meta)
-        if version != FORMAT_VERSION or base != HASH_BASE:
-            raise VerbatimIndexError(f"{path} is from an unsupported index format ({version})")
-        if hashes.dtype != np.uint64 or hashes.ndim != 1 or not 1 <= span <= 1_000_000:
+        if hashes.dtype != np.uint64 or hashes.ndim != 1:
             raise VerbatimIndexError(f"{path} has malformed contents")
         if len(hashes) > 1 and not bool(np.all(hashes[1:] > hashes[:-1])):
             raise VerbatimIndexError(f"{path} is corrupt (hashes out of order)")
-        return cls(hashes, span)
+        size = len(prefix_filter)
+        if (
+            prefix_filter.dtype != np.uint8
+            or prefix_filter.ndim != 1
+            or size < 2
+            or size & (size - 1)
+        ):
+            raise VerbatimIndexError(f"{path} has a malformed prefix filter")
+        return cls(hashes, span, prefix_filter)
+
+
+def _check_header(path: Path, meta: npt.NDArray[np.generic]) -> int:
+    """The span recorded in a file's `meta` array, after checking format and hash base."""
+    if meta.dtype != np.uint64 or meta.shape != (3,):
+        raise VerbatimIndexError(f"{path} has a malformed header")
+    version, span, base = (int(value) for value in meta)
+    if version != FORMAT_VERSION or base != HASH_BASE:
+        raise VerbatimIndexError(f"{path} is from an unsupported index format ({version})")
+    if not 1 <= span <= 1_000_000:
+        raise VerbatimIndexError(f"{path} has malformed contents")
+    return span
 
 
 def load_index_or_none(path: Path | str) -> VerbatimIndex | None:
@@ -217,6 +271,11 @@ class CopyGuard:
         return len(self._recent) == self.index.span
 
     @property
+    def prefix_hash(self) -> int:
+        """Hash of the last `span` characters (see `VerbatimIndex.at_risk`)."""
+        return self._prefix_hash
+
+    @property
     def candidate_base(self) -> int:
         """A candidate's window hash is `(candidate_base + char_code(candidate)) mod 2**64`."""
         return (self._prefix_hash * HASH_BASE) & MASK
@@ -225,7 +284,7 @@ class CopyGuard:
         return self.index.extend(self._prefix_hash, char_code(char))
 
     def would_copy(self, char: str) -> bool:
-        if not self.armed:
+        if not self.armed or not self.index.at_risk(np.array([self._prefix_hash], np.uint64))[0]:
             return False
         probe = np.array([self.candidate_hash(char)], dtype=np.uint64)
         return bool(self.index.contains(probe)[0])

@@ -252,43 +252,70 @@ async def test_with_listeners_the_lookup_is_cached_until_an_activation(
     assert directory.lookups == 2
 
 
-async def test_hot_swap_with_the_real_registry(sqlite_database_url: str, tmp_path: Path) -> None:
+@pytest.fixture
+def registry(sqlite_database_url: str, tmp_path: Path) -> Iterator[ModelRegistry]:
     engine = make_engine(sqlite_database_url)
-    sessions = make_session_factory(engine)
-    registry = ModelRegistry(tmp_path / "checkpoints", sessions)
+    yield ModelRegistry(tmp_path / "checkpoints", make_session_factory(engine))
+    engine.dispose()
+
+
+def add_model(registry: ModelRegistry, server_id: int, path: Path) -> int:
+    """A finished run's model, activated and announced as the training worker does."""
+    with registry._sessions() as session, session.begin():
+        corpus.ensure_server(session, server_id)
+        model_id = registry.add_model(
+            session,
+            server_id=server_id,
+            run_id=None,
+            path=path,
+            arch="gru",
+            param_count=1,
+            chars_trained=1,
+            val_loss_nats=1.0,
+            activate=True,
+        ).id
+    registry.notify_activated(server_id, model_id)
+    return model_id
+
+
+async def test_hot_swap_with_the_real_registry(registry: ModelRegistry, tmp_path: Path) -> None:
     sampler = Sampler(registry)
-
-    def add(run_path: Path) -> int:
-        with sessions() as session, session.begin():
-            corpus.ensure_server(session, 7)
-            row = registry.add_model(
-                session,
-                server_id=7,
-                run_id=None,
-                path=run_path,
-                arch="gru",
-                param_count=1,
-                chars_trained=1,
-                val_loss_nats=1.0,
-                activate=True,
-            )
-            return row.id
-
     try:
-        first = await asyncio.to_thread(add, write_checkpoint(tmp_path / "a.ckpt", seed=1))
-        registry.notify_activated(7, first)
+        first = await asyncio.to_thread(
+            add_model, registry, 7, write_checkpoint(tmp_path / "a.ckpt", seed=1)
+        )
         stream = sampler.stream(7, request(chars=2_000))
         chunks = aiter(stream)
         await anext(chunks)
-        second = await asyncio.to_thread(add, write_checkpoint(tmp_path / "b.ckpt", seed=2))
-        registry.notify_activated(7, second)
+        second = await asyncio.to_thread(
+            add_model, registry, 7, write_checkpoint(tmp_path / "b.ckpt", seed=2)
+        )
         assert (await sampler.generate(7, request(chars=5))).model_id == second
         _ = [chunk async for chunk in chunks]
         assert stream.result is not None and stream.result.model_id == first
         assert sampler.loaded_model_ids() == [second]
     finally:
         sampler.close()
-        engine.dispose()
+
+
+async def test_a_corrupt_active_checkpoint_falls_back_to_the_previous_model(
+    registry: ModelRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sampler = Sampler(registry)
+    try:
+        good = await asyncio.to_thread(
+            add_model, registry, 8, write_checkpoint(tmp_path / "a.ckpt")
+        )
+        assert (await sampler.generate(8, request(chars=5))).model_id == good
+        broken = tmp_path / "b.ckpt"
+        broken.write_bytes(b"half a checkpoint")
+        await asyncio.to_thread(add_model, registry, 8, broken)
+        with caplog.at_level(logging.ERROR):
+            result = await sampler.generate(8, request(chars=5))
+        assert result.model_id == good
+        assert "cannot load model" in caplog.text
+    finally:
+        sampler.close()
 
 
 # -- the verbatim guard on a model that wants to copy --------------------------------------

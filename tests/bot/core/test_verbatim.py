@@ -126,3 +126,17 @@ def test_missing_index_means_no_guard_without_a_warning(
     with caplog.at_level(logging.WARNING):
         assert load_index_or_none(tmp_path / "absent.verbatim") is None
     assert caplog.text == ""
+
+
+def test_prefix_filter_lets_few_unrelated_rows_through() -> None:
+    rng = random.Random(1)
+    alphabet = "abcdefghijklmnopqrstuvwxyz "
+    index = VerbatimIndex.build("".join(rng.choice(alphabet) for _ in range(50_000)), span=40)
+    guards = [
+        CopyGuard(index, "".join(rng.choice(alphabet) for _ in range(40))) for _ in range(500)
+    ]
+    prefixes = np.array([guard.prefix_hash for guard in guards], dtype=np.uint64)
+    assert index.at_risk(prefixes).mean() < 0.2  # 8 filter bits per window: ~12% false hits
+    secret_index = VerbatimIndex.build(CORPUS, span=40)
+    guard = CopyGuard(secret_index, SECRET[:40])
+    assert secret_index.at_risk(np.array([guard.prefix_hash], dtype=np.uint64))[0]
