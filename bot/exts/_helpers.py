@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from bot.core.services import ParrotServices
 
 NO_MENTIONS = discord.AllowedMentions.none()
+T = TypeVar("T")
 
 
 def actor_from(interaction: discord.Interaction) -> Actor:
@@ -47,6 +50,35 @@ def fitted_send_kwargs(text: str, filename: str = "parrot.txt") -> dict[str, Any
     return {"content": fitted.content, "attachments": attachments}
 
 
+class TaskTracker:
+    """Long-running work started by interactions (streaming, following a run).
+
+    Closing the bot unloads the cogs before it closes its HTTP session; cancelling this
+    work there means nothing tries to edit a message through a closed session.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """Run `work` as a tracked task; None if it was cancelled by `cancel_all`."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if task.cancelled():
+                return None
+            raise
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class ParrotCog(commands.Cog):
     """Base of Parrot's cogs: keeps the services and routes errors in plugin mode.
 
@@ -58,6 +90,10 @@ class ParrotCog(commands.Cog):
     def __init__(self, bot: commands.Bot, services: ParrotServices) -> None:
         self.bot = bot
         self.services = services
+        self.tasks = TaskTracker()
+
+    async def cog_unload(self) -> None:
+        await self.tasks.cancel_all()
 
     async def cog_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError

@@ -27,7 +27,13 @@ from bot.core.inputs import (
     GenerateOptions,
 )
 from bot.core.services import Actor, ParrotServices
-from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from, fitted_send_kwargs
+from bot.exts._helpers import (
+    NO_MENTIONS,
+    ParrotCog,
+    TaskTracker,
+    actor_from,
+    fitted_send_kwargs,
+)
 from bot.plugin import ensure_services
 from bot.render import generation_text
 from bot.tree import reply_with_error
@@ -85,9 +91,12 @@ async def stream_into_response(
 class GenerationView(discord.ui.View):
     """Regenerate / Continue for one generated message; only its requester may press them."""
 
-    def __init__(self, services: ParrotServices, shown: Generated, timeout: float) -> None:
+    def __init__(
+        self, services: ParrotServices, tasks: TaskTracker, shown: Generated, timeout: float
+    ) -> None:
         super().__init__(timeout=timeout)
         self.services = services
+        self.tasks = tasks
         self.shown = shown
         self.last_interaction: discord.Interaction | None = None
 
@@ -111,9 +120,10 @@ class GenerationView(discord.ui.View):
         await interaction.response.defer()
         self.last_interaction = interaction
         fresh = replace(self.shown, options=options, continuation="")
-        self.shown = await stream_into_response(
-            interaction, self.services, fresh, options, view=self
+        shown = await self.tasks.run(
+            stream_into_response(interaction, self.services, fresh, options, view=self)
         )
+        self.shown = shown or self.shown
 
     @discord.ui.button(label="Continue", style=discord.ButtonStyle.secondary, emoji="➡️")
     async def continue_(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
@@ -123,9 +133,10 @@ class GenerationView(discord.ui.View):
         self.services.take_generate_cooldown(self.shown.actor)
         await interaction.response.defer()
         self.last_interaction = interaction
-        self.shown = await stream_into_response(
-            interaction, self.services, self.shown, options, view=self
+        shown = await self.tasks.run(
+            stream_into_response(interaction, self.services, self.shown, options, view=self)
         )
+        self.shown = shown or self.shown
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
@@ -165,12 +176,16 @@ class GenerateCog(ParrotCog, name="Generate"):
         await interaction.response.defer(thinking=True)
         shown = Generated(actor, options)
         view = GenerationView(
-            self.services, shown, timeout=self.services.config.generation.button_timeout_seconds
+            self.services,
+            self.tasks,
+            shown,
+            timeout=self.services.config.generation.button_timeout_seconds,
         )
         view.last_interaction = interaction
-        view.shown = await stream_into_response(
-            interaction, self.services, shown, options, view=view
+        final = await self.tasks.run(
+            stream_into_response(interaction, self.services, shown, options, view=view)
         )
+        view.shown = final or shown
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -8,8 +8,6 @@ minutes, so a run that outlives it reports its result as a plain channel message
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.services import ParrotServices, TrainingUpdate
+from bot.core.services import TrainingUpdate
 from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from
 from bot.plugin import ensure_services
 from bot.render import neutralize_mentions, progress_line
@@ -59,15 +57,6 @@ class TrainCog(ParrotCog, name="Train"):
     # An instance attribute in practice (tests shorten it); Discord's rule is 15 minutes.
     token_lifetime: timedelta = INTERACTION_TOKEN_LIFETIME
 
-    def __init__(self, bot: commands.Bot, services: ParrotServices) -> None:
-        super().__init__(bot, services)
-        self._followers: set[asyncio.Task[None]] = set()
-
-    async def cog_unload(self) -> None:
-        # The bot is closing: stop following runs before its HTTP session goes away.
-        for task in list(self._followers):
-            task.cancel()
-
     train = app_commands.Group(
         name="train",
         description="Train this server's model.",
@@ -92,11 +81,7 @@ class TrainCog(ParrotCog, name="Train"):
         run_id = await self.services.start_training(
             actor, mode=mode, arch=arch, notify_channel_id=interaction.channel_id
         )
-        follower = asyncio.create_task(self._follow(interaction, run_id))
-        self._followers.add(follower)
-        follower.add_done_callback(self._followers.discard)
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        await self.tasks.run(self._follow(interaction, run_id))
 
     @train.command(name="cancel", description="Stop this server's queued or running run.")
     async def cancel(self, interaction: discord.Interaction) -> None:

@@ -33,8 +33,10 @@ async def flushed(world: World) -> dict[int, str]:
 
 
 async def test_messages_are_collected_edited_and_deleted(world: World) -> None:
-    await world.fake.send_message(world.channel, world.member, "not collected yet")
     await opt_in_channel(world)
+    elsewhere = world.fake.add_text_channel(world.guild, "elsewhere")
+    await world.fake.join_guild(world.guild)
+    await world.fake.send_message(elsewhere, world.member, "not in an opted-in channel")
     first = await world.fake.send_message(world.channel, world.member, "first message")
     second = await world.fake.send_message(world.channel, world.admin, "second message")
     bot_user = world.fake.add_user("otherbot", bot=True)
