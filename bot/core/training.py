@@ -302,9 +302,14 @@ class TrainingManager:
         try:
             await asyncio.wait_for(asyncio.shield(dispatcher), grace_seconds)
         except TimeoutError:
-            if live is not None and live.process is not None and live.process.is_alive():
-                log.warning("training worker did not stop in %.0fs; killing it", grace_seconds)
-                live.process.kill()
+            live = self._live
+            if live is not None and live.process is not None:
+                with contextlib.suppress(ValueError):  # ValueError: already reaped
+                    if live.process.is_alive():
+                        log.warning(
+                            "training worker did not stop in %.0fs; killing it", grace_seconds
+                        )
+                        live.process.kill()
             try:
                 await asyncio.wait_for(dispatcher, grace_seconds)
             except TimeoutError:
@@ -496,7 +501,11 @@ class TrainingManager:
                 elif live.cancel is not None and live.cancel.is_set():  # cancelled while planning
                     outcome = _Outcome(finished=WorkerFinished(cancelled=True))
                 else:
-                    outcome = await self._supervise(live, plan)
+                    try:
+                        outcome = await self._supervise(live, plan)
+                    except Exception as error:  # e.g. the process could not be started
+                        log.exception("training run %s: the worker could not be run", info.id)
+                        outcome = _Outcome(failure=f"the training worker could not run: {error}")
             if live.store_task is not None:
                 with contextlib.suppress(Exception):
                     await live.store_task
@@ -508,6 +517,12 @@ class TrainingManager:
             await asyncio.to_thread(self._prune_quietly, info.server_id)
         finally:
             self._live = None
+            # Cancelled or crashed in here: never leave a worker behind (the run row stays
+            # `running` and the next start marks it failed).
+            if live.process is not None:
+                with contextlib.suppress(ValueError):  # ValueError: closed, i.e. reaped
+                    if live.process.is_alive():
+                        live.process.kill()
         self._emit(event)
         return event
 
