@@ -173,7 +173,6 @@ def _train(args: argparse.Namespace) -> int:
             "its shape wins over --arch/--hidden/--layers/--embed",
             file=sys.stderr,
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True) if args.out.parent != Path() else None
 
     bar: Any = None  # created at the first progress report, so errors print without a bar
 

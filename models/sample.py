@@ -107,14 +107,21 @@ class BatchSampler:
             )
             for k in range(model.config.num_layers)
         ]
+        # <unk> gets a -inf bias, so it has probability 0 in every distribution.
+        self._head_weight = self.model.head.weight.detach()
+        self._head_bias = self.model.head.bias.detach().clone()
+        self._head_bias[0] = -math.inf
+        self._embed_weight = self.model.embed.weight.detach()
+        vocab_size = model.config.vocab_size
+        self._rank = torch.arange(vocab_size, device=self.device)[None, :]  # [1, V]
         self._rows: list[_Row] = []  # active rows, in batch order
         self._finished: dict[int, _Row] = {}
         self._next_handle = 0
         # Batch state, row i of each tensor belongs to self._rows[i].
-        self._h: Tensor | None = None  # [L, B, H]
-        self._c: Tensor | None = None  # [L, B, H] (LSTM only)
+        self._h: list[Tensor] = []  # per layer [B, H]
+        self._c: list[Tensor] = []  # per layer [B, H] (LSTM only)
         self._logits: Tensor | None = None  # [B, V] float32: next-character logits
-        self._settings: tuple[Tensor, Tensor, Tensor] | None = None  # temperature, top_k, top_p [B]
+        self._settings: _Settings | None = None
         self._chars = vocab.to_list()
         self._start_id = vocab.id_of("\n")  # primes an empty prompt (0 = <unk> when absent)
 
@@ -128,21 +135,33 @@ class BatchSampler:
         request.validate()
         seed = request.seed if request.seed is not None else secrets.randbits(63)
         generator = torch.Generator().manual_seed(seed)
-        uniforms = torch.rand(request.max_chars, generator=generator, dtype=torch.float64).tolist()
+        uniforms = torch.rand(request.max_chars, generator=generator).tolist()
         row = _Row(handle=self._next_handle, request=request, seed=seed, uniforms=uniforms)
         self._next_handle += 1
         ids = self.vocab.encode(request.prompt) or [self._start_id]
         with torch.inference_mode():
             idx = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, T]
-            logits, _, hidden = self.model(idx)  # logits [1, T, V]
-            last = logits[:, -1].float()  # [1, V]
-            if isinstance(hidden, tuple):
-                h, c = hidden
-                self._c = c if self._c is None else torch.cat([self._c, c], dim=1)
+            _, _, hidden = self.model(idx[:, :-1]) if idx.size(1) > 1 else (None, None, None)
+            # The last prompt character goes through the same single-step path as sampled ones.
+            h = (
+                [t[0:1] for t in (hidden[0] if isinstance(hidden, tuple) else hidden)]
+                if hidden is not None
+                else None
+            )
+            c = [t[0:1] for t in hidden[1]] if isinstance(hidden, tuple) else None
+            if h is None:
+                zeros = torch.zeros(1, self.model.config.hidden_size, device=self.device)
+                h = [zeros] * self.model.config.num_layers
+                c = [zeros] * self.model.config.num_layers if self._arch == "lstm" else None
+            h, c, logits = self._cell_step(idx[0, -1:], h, c)
+            if self._rows:
+                assert self._logits is not None
+                self._h = [torch.cat([old, new]) for old, new in zip(self._h, h, strict=True)]
+                if c is not None:
+                    self._c = [torch.cat([old, new]) for old, new in zip(self._c, c, strict=True)]
+                self._logits = torch.cat([self._logits, logits])
             else:
-                h = hidden
-            self._h = h if self._h is None else torch.cat([self._h, h], dim=1)
-            self._logits = last if self._logits is None else torch.cat([self._logits, last], dim=0)
+                self._h, self._c, self._logits = h, c or [], logits
         self._rows.append(row)
         self._settings = None
         return row.handle
@@ -183,52 +202,58 @@ class BatchSampler:
         self._rows = [self._rows[i] for i in keep]
         self._settings = None
         if not keep:
-            self._h = self._c = self._logits = None
+            self._h, self._c, self._logits = [], [], None
             return
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        assert self._h is not None and self._logits is not None
-        self._h = self._h.index_select(1, index)
-        if self._c is not None:
-            self._c = self._c.index_select(1, index)
+        assert self._logits is not None
+        self._h = [h.index_select(0, index) for h in self._h]
+        self._c = [c.index_select(0, index) for c in self._c]
         self._logits = self._logits.index_select(0, index)
 
     # ---- distributions and steps ------------------------------------------------------------
-    def _row_settings(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _row_settings(self) -> _Settings:
         if self._settings is None:
             reqs = [row.request for row in self._rows]
-            temperature = torch.tensor([r.temperature or 1.0 for r in reqs], device=self.device)
-            # Greedy (temperature 0) is top-k 1; top_k 0 means "all".
             vocab_size = self.model.config.vocab_size
-            top_k = torch.tensor(
-                [1 if r.temperature == 0 else (r.top_k or vocab_size) for r in reqs],
-                device=self.device,
+            # Greedy (temperature 0) is top-k 1 at temperature 1; top_k 0 means "all".
+            top_k = [1 if r.temperature == 0 else (r.top_k or vocab_size) for r in reqs]
+            self._settings = _Settings(
+                inv_temperature=torch.tensor(
+                    [[1.0 / (r.temperature or 1.0)] for r in reqs], device=self.device
+                ),
+                top_k=torch.tensor([[k] for k in top_k], device=self.device),
+                # top_p 1.0 is "off": 2.0 keeps rounding in the cumulative sum from cutting anything.
+                top_p=torch.tensor(
+                    [[r.top_p if r.top_p < 1.0 else 2.0] for r in reqs], device=self.device
+                ),
+                filtered=any(k < vocab_size for k in top_k) or any(r.top_p < 1.0 for r in reqs),
             )
-            top_p = torch.tensor([r.top_p for r in reqs], device=self.device)
-            self._settings = (temperature, top_k, top_p)
         return self._settings
 
     def distributions(self) -> dict[int, Tensor]:
         """Next-character probabilities [V] per active row, after temperature/top-k/top-p."""
         if not self._rows:
             return {}
-        sorted_probs, sorted_ids = self._filtered_sorted_probs()
-        probs = torch.zeros_like(sorted_probs).scatter_(1, sorted_ids, sorted_probs)
-        probs = probs / probs.sum(dim=1, keepdim=True)
-        return {row.handle: probs[i].cpu() for i, row in enumerate(self._rows)}
+        with torch.inference_mode():
+            settings = self._row_settings()
+            probs = torch.softmax(self._logits_or_fail() * settings.inv_temperature, dim=-1)
+            if settings.filtered:
+                sorted_probs, sorted_ids = self._filter(probs, settings)
+                probs = torch.zeros_like(sorted_probs).scatter_(1, sorted_ids, sorted_probs)
+                probs = probs / probs.sum(dim=1, keepdim=True)
+            return {row.handle: probs[i].clone().cpu() for i, row in enumerate(self._rows)}
 
-    def _filtered_sorted_probs(self) -> tuple[Tensor, Tensor]:
-        """[B, V] probabilities sorted descending (cut ones zeroed, not renormalised) and their ids."""
+    def _logits_or_fail(self) -> Tensor:
         assert self._logits is not None
-        temperature, top_k, top_p = self._row_settings()
-        logits = self._logits / temperature[:, None]  # [B, V]
-        logits[:, 0] = -math.inf  # never emit <unk>
-        probs = torch.softmax(logits, dim=-1)
+        return self._logits
+
+    def _filter(self, probs: Tensor, settings: _Settings) -> tuple[Tensor, Tensor]:
+        """probs [B, V] -> sorted descending with cut entries zeroed (not renormalised), and ids."""
         sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
-        rank = torch.arange(probs.size(1), device=self.device)[None, :]  # [1, V]
         before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass strictly above each entry
         # Keep the top-k, and the smallest prefix whose mass reaches top_p (never less than one).
-        cut = (rank >= top_k[:, None]) | ((before >= top_p[:, None]) & (rank > 0))
-        return sorted_probs.masked_fill(cut, 0.0), sorted_ids
+        cut = (self._rank >= settings.top_k) | ((before >= settings.top_p) & (self._rank > 0))
+        return sorted_probs.masked_fill_(cut, 0.0), sorted_ids
 
     def step(self) -> dict[int, str]:
         """Sample one character for every active row with ONE forward pass.
@@ -238,26 +263,37 @@ class BatchSampler:
         """
         if not self._rows:
             return {}
+        rows = self._rows
         with torch.inference_mode():
-            sorted_probs, sorted_ids = self._filtered_sorted_probs()
-            cdf = sorted_probs.cumsum(dim=-1)  # [B, V]
+            settings = self._row_settings()
+            probs = torch.softmax(
+                self._logits_or_fail() * settings.inv_temperature, dim=-1
+            )  # [B, V]
+            # Inverse CDF with the row's own uniform number: independent of batch-mates.
             u = torch.tensor(
-                [row.uniforms[row.generated] for row in self._rows],
-                dtype=cdf.dtype,
-                device=self.device,
-            )
-            target = u * cdf[:, -1]  # [B]
-            pick = torch.searchsorted(cdf, target[:, None], right=True).clamp_(
-                max=cdf.size(1) - 1
-            )  # [B, 1]
-            tokens = sorted_ids.gather(1, pick).squeeze(1)  # [B]
-            self._advance(tokens)
+                [row.uniforms[row.generated] for row in rows], device=self.device
+            )  # [B]
+            # Every row samples from its distribution sorted descending (whether or not it
+            # cuts anything), so a row's choice for a given uniform never depends on the path
+            # its batch-mates need.
+            if settings.filtered:
+                sorted_probs, sorted_ids = self._filter(probs, settings)
+            else:
+                sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
+            last_nonzero = (sorted_probs > 0).sum(dim=1, keepdim=True) - 1  # [B, 1]
+            cdf = sorted_probs.cumsum_(dim=-1)  # [B, V]
+            pick = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze_(1), right=True)  # [B, 1]
+            # Rounding can put u * total at the very end: never step onto a zero-probability id.
+            pick = torch.minimum(pick, last_nonzero)
+            tokens = sorted_ids.gather(1, pick).squeeze_(1)  # [B]
+            self._h, c, self._logits = self._cell_step(tokens, self._h, self._c or None)
+            self._c = c or []
         out: dict[int, str] = {}
         finished: list[int] = []
         chars = self._chars
-        for i, (row, token) in enumerate(zip(self._rows, tokens.tolist(), strict=True)):
+        for i, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True)):
             row.generated += 1
-            row.text += chars[token]  # never <unk>: it is masked
+            row.text += chars[token]  # never <unk>: its probability is 0
             request = row.request
             for stop in request.stop:
                 if row.text.endswith(stop):
@@ -276,29 +312,33 @@ class BatchSampler:
             self._drop(finished)
         return out
 
-    def _advance(self, tokens: Tensor) -> None:
-        """One recurrent step for all rows: tokens [B] -> new hidden state and logits [B, V]."""
-        assert self._h is not None
-        model = self.model
-        x = F.embedding(tokens, model.embed.weight)  # [B, E]
+    def _cell_step(
+        self, tokens: Tensor, h: list[Tensor], c: list[Tensor] | None
+    ) -> tuple[list[Tensor], list[Tensor] | None, Tensor]:
+        """One recurrent step: tokens [B], per-layer h (and c) [B, H] -> new h, c, logits [B, V]."""
+        x = F.embedding(tokens, self._embed_weight)  # [B, E]
         new_h: list[Tensor] = []
         new_c: list[Tensor] = []
         for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self._layers):
-            h = self._h[layer]  # [B, H]
             if self._arch == "gru":
-                h = torch.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh)
+                x = torch.gru_cell(x, h[layer], w_ih, w_hh, b_ih, b_hh)
             elif self._arch == "lstm":
-                assert self._c is not None
-                h, c = torch.lstm_cell(x, (h, self._c[layer]), w_ih, w_hh, b_ih, b_hh)
-                new_c.append(c)
+                assert c is not None
+                x, cell = torch.lstm_cell(x, (h[layer], c[layer]), w_ih, w_hh, b_ih, b_hh)
+                new_c.append(cell)
             else:
-                h = torch.rnn_tanh_cell(x, h, w_ih, w_hh, b_ih, b_hh)
-            new_h.append(h)
-            x = h
-        self._h = torch.stack(new_h)
-        if new_c:
-            self._c = torch.stack(new_c)
-        self._logits = F.linear(x, model.head.weight, model.head.bias).float()  # [B, V]
+                x = torch.rnn_tanh_cell(x, h[layer], w_ih, w_hh, b_ih, b_hh)
+            new_h.append(x)
+        logits = F.linear(x, self._head_weight, self._head_bias)  # [B, V]
+        return new_h, (new_c if c is not None else None), logits.float()
+
+
+@dataclass(frozen=True)
+class _Settings:
+    inv_temperature: Tensor  # [B, 1]
+    top_k: Tensor  # [B, 1] int64, V when off
+    top_p: Tensor  # [B, 1]
+    filtered: bool  # some row uses top-k or top-p (else the sort is skipped)
 
 
 def _model_and_vocab(
