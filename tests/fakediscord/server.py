@@ -43,7 +43,7 @@ from tests.fakediscord.messages import StoredAttachment, build_message
 from tests.fakediscord.openapi import OpenApiValidator, SpecViolation
 from tests.fakediscord.ratelimits import RateLimiter
 from tests.fakediscord.records import MessageKind, RecordedRequest, SentMessage
-from tests.fakediscord.snowflakes import SnowflakeFactory
+from tests.fakediscord.snowflakes import SnowflakeFactory, iso_now
 
 Payload = dict[str, Any]
 MessageRef = Payload | int | SentMessage | InteractionHandle
@@ -297,7 +297,7 @@ class FakeDiscord:
 
     async def remove_guild(self, guild: FakeGuild) -> None:
         """The bot was kicked/banned or the server was deleted: GUILD_DELETE without `unavailable`."""
-        self._forget_guild(guild.id)
+        self.forget_guild(guild.id)
         await self.dispatch("GUILD_DELETE", {"id": str(guild.id)}, guild_id=guild.id)
 
     async def reconnect_gateway(self) -> None:
@@ -358,7 +358,7 @@ class FakeDiscord:
             message["type"] = 19
             message["referenced_message"] = self.messages.get(int(reference["message_id"]))
         self.messages[int(message["id"])] = message
-        await self._dispatch_message_event("MESSAGE_CREATE", message)
+        await self.dispatch_message_event("MESSAGE_CREATE", message)
         return message
 
     async def edit_message(self, message: MessageRef, content: str) -> Payload:
@@ -368,10 +368,8 @@ class FakeDiscord:
         stored["mentions"] = [
             self.users[uid].payload() for uid in mentioned_user_ids(content) if uid in self.users
         ]
-        from tests.fakediscord.snowflakes import iso_now
-
         stored["edited_timestamp"] = iso_now()
-        await self._dispatch_message_event("MESSAGE_UPDATE", stored)
+        await self.dispatch_message_event("MESSAGE_UPDATE", stored)
         return stored
 
     async def delete_message(self, message: MessageRef) -> None:
@@ -381,7 +379,7 @@ class FakeDiscord:
         data = {"id": stored["id"], "channel_id": stored["channel_id"]}
         if "guild_id" in stored:
             data["guild_id"] = stored["guild_id"]
-        await self._dispatch_guild_message_event("MESSAGE_DELETE", data)
+        await self.dispatch_message_removal("MESSAGE_DELETE", data)
 
     async def delete_messages(
         self, channel: FakeChannel, messages: Sequence[MessageRef | int]
@@ -397,7 +395,7 @@ class FakeDiscord:
         data: Payload = {"ids": ids, "channel_id": str(channel.id)}
         if channel.guild_id is not None:
             data["guild_id"] = str(channel.guild_id)
-        await self._dispatch_guild_message_event("MESSAGE_DELETE_BULK", data)
+        await self.dispatch_message_removal("MESSAGE_DELETE_BULK", data)
 
     async def invoke_slash(
         self,
@@ -532,7 +530,7 @@ class FakeDiscord:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    # ------------------------------------------------------------------ internals used by rest.py
+    # ------------------------------------------------------------------ used by the REST routes
 
     def record_sent(self, sent: SentMessage) -> None:
         self.sent.append(sent)
@@ -544,7 +542,8 @@ class FakeDiscord:
                 elif sent.kind == MessageKind.FOLLOWUP:
                     handle.followups.append(sent)
 
-    def _forget_guild(self, guild_id: int) -> None:
+    def forget_guild(self, guild_id: int) -> None:
+        """Drop a guild the bot left or was removed from (its channels and commands too)."""
         guild = self.guilds.pop(guild_id, None)
         self._announced_guild_ids.discard(guild_id)
         if guild is not None:
@@ -558,7 +557,7 @@ class FakeDiscord:
             return [s for s in sessions if s.shard_id == 0][:1]
         return [s for s in sessions if s.handles_guild(guild_id)]
 
-    async def _dispatch_message_event(self, event: str, message: Payload) -> None:
+    async def dispatch_message_event(self, event: str, message: Payload) -> None:
         """MESSAGE_CREATE/UPDATE with Discord's intent rules: no GUILD_MESSAGES, no event;
         no MESSAGE_CONTENT, empty content unless the bot is mentioned or the author."""
         guild_id = int(message["guild_id"]) if "guild_id" in message else None
@@ -577,7 +576,8 @@ class FakeDiscord:
                 data.update(content="", embeds=[], attachments=[], components=[])
             await session.dispatch(event, data)
 
-    async def _dispatch_guild_message_event(self, event: str, data: Payload) -> None:
+    async def dispatch_message_removal(self, event: str, data: Payload) -> None:
+        """MESSAGE_DELETE / MESSAGE_DELETE_BULK to the shards with the message intents."""
         guild_id = int(data["guild_id"]) if "guild_id" in data else None
         for session in self._sessions_for(guild_id):
             if session.has_intent(Intent.GUILD_MESSAGES if guild_id else Intent.DIRECT_MESSAGES):
