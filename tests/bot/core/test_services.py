@@ -1,0 +1,105 @@
+"""ParrotServices without Discord: permissions, collection, privacy, models, generation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.core import corpus
+from bot.core.config import ParrotConfig
+from bot.core.db import session_scope
+from bot.core.errors import InvalidInput, ModelNotReady, NotAllowed
+from bot.core.services import Actor, ParrotServices
+from tests.bot.conftest import TINY_TRAINING
+
+SERVER = 4242
+ADMIN = Actor(SERVER, 1, can_manage=True)
+MEMBER = Actor(SERVER, 2)
+
+
+@pytest.fixture
+async def services(parrot_config: ParrotConfig) -> AsyncIterator[ParrotServices]:
+    services = ParrotServices.from_config(parrot_config, train_overrides=TINY_TRAINING)
+    await services.start()
+    try:
+        yield services
+    finally:
+        await services.close()
+
+
+def stored_texts(services: ParrotServices) -> list[str]:
+    with session_scope(services.sessions) as session:
+        return [line for line in corpus.corpus_text(session, SERVER).split("\n") if line]
+
+
+async def test_admin_only_actions_refuse_members(services: ParrotServices) -> None:
+    with pytest.raises(NotAllowed, match="Manage Server"):
+        await services.start_training(MEMBER)
+    with pytest.raises(NotAllowed):
+        await services.cancel_training(MEMBER)
+    with pytest.raises(NotAllowed):
+        await services.set_channel_collect(MEMBER, 10, True)
+    with pytest.raises(NotAllowed):
+        await services.upload_document(MEMBER, "a.txt", b"text")
+    with pytest.raises(NotAllowed):
+        await services.clear_corpus(MEMBER)
+    with pytest.raises(InvalidInput, match="no queued or running"):
+        await services.cancel_training(ADMIN)
+
+
+async def test_collection_follows_channel_settings(services: ParrotServices) -> None:
+    assert not await services.collect_message(
+        SERVER, message_id=1, channel_id=10, author_id=2, content="ignored"
+    )
+    await services.set_channel_collect(ADMIN, 10, True)
+    assert await services.collect_message(
+        SERVER, message_id=2, channel_id=10, author_id=2, content="kept"
+    )
+    await services.edit_message(2, "kept, edited")
+    assert stored_texts(services) == ["kept, edited"]
+    await services.collect_message(SERVER, message_id=3, channel_id=10, author_id=2, content="gone")
+    await services.delete_messages([3])  # deleted while still buffered
+    await services.messages.flush()
+    assert stored_texts(services) == ["kept, edited"]
+
+
+async def test_privacy_export_and_forget(services: ParrotServices) -> None:
+    await services.set_channel_collect(ADMIN, 10, True)
+    await services.collect_message(SERVER, message_id=5, channel_id=10, author_id=2, content="hi")
+    exported = json.loads(await services.export_user(2))
+    assert [m["content"] for m in exported["messages"]] == ["hi"]
+    counts = await services.forget_user(2, SERVER)
+    assert counts.messages == 1
+    assert stored_texts(services) == []
+
+
+async def test_clear_corpus_and_remove_server(
+    services: ParrotServices, tiny_checkpoint_path: Path
+) -> None:
+    await services.upload_document(ADMIN, "notes.txt", b"some notes\n")
+    model = await services.install_checkpoint(SERVER, tiny_checkpoint_path)
+    assert await services.clear_corpus(ADMIN) == (0, 1)
+    assert stored_texts(services) == []
+    assert (await services.model_info(SERVER)).model.id == model.id  # models stay
+    await services.remove_server(SERVER)
+    assert not model.path.exists()
+    with pytest.raises(ModelNotReady):
+        await services.model_info(SERVER)
+
+
+async def test_generation_through_the_real_sampler(
+    services: ParrotServices, tiny_checkpoint_path: Path
+) -> None:
+    options = services.generate_options("to be", 30, 0.5, 7)
+    with pytest.raises(ModelNotReady):
+        await services.generate(SERVER, options)
+    await services.install_checkpoint(SERVER, tiny_checkpoint_path)
+    first = await services.generate(SERVER, options)
+    streamed = "".join([chunk async for chunk in services.stream_generate(SERVER, options)])
+    assert len(first) == 30
+    assert streamed == first  # same seed, same model, same text
+    info = await services.model_info(SERVER)
+    assert info.loss_history  # from the checkpoint's own statistics
