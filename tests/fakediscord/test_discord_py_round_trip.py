@@ -678,3 +678,15 @@ async def test_raw_http_problems_are_recorded(fake_discord: FakeDiscord) -> None
             assert response.status == 404
     assert ["bad User-Agent" in v.problem for v in fake.take_spec_violations()] == [True, True]
     assert [r.path for r in fake.take_unexpected_requests()] == ["/favicon.ico"]
+
+
+async def test_auto_sharded_bot_without_shard_count_asks_gateway_bot(
+    fake_discord: FakeDiscord,
+) -> None:
+    fake = fake_discord
+    guild = fake.add_guild()
+    bot = commands.AutoShardedBot(command_prefix="!", intents=discord.Intents.default())
+    async with run_bot(bot, fake):
+        assert [g.id for g in bot.guilds] == [guild.id]
+        assert len(fake.requests_to("GET", "/gateway/bot")) == 1
+        assert fake.gateway.identify_payloads[0]["shard"] == [0, 1]
