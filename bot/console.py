@@ -23,6 +23,7 @@ it through a pipe; end of input quits cleanly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,9 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 BUNDLED_CORPUS = DATA_DIR / "tinyshakespeare.txt"
 BUNDLED_CHECKPOINT = DATA_DIR / "shakespeare.ckpt"
 PROMPT = "parrot> "
+# A run in the console blocks the prompt (and a first model must come quickly on a fresh
+# machine), so console runs are capped at this many minutes whatever the config says.
+CONSOLE_MAX_TRAIN_MINUTES = 2.0
 
 HELP = """\
 Commands (the same as on Discord; options are name:value, quote values with spaces):
@@ -233,7 +237,7 @@ class Console:
         mode = train_mode(command.options.get("mode", "fine-tune"))
         arch = train_arch(command.options["arch"]) if "arch" in command.options else None
         run_id = await self.services.start_training(self.actor, mode=mode, arch=arch, trigger="cli")
-        self.say(f"Training run #{run_id} queued ({mode}). /train cancel stops it.")
+        self.say(f"Training run #{run_id} queued ({mode}). Ctrl-C stops it (and the console).")
         await self._follow(run_id)
 
     async def _follow(self, run_id: int) -> None:
@@ -333,18 +337,29 @@ def _final_text(update: TrainingUpdate) -> str:
     return f"Run #{update.run_id} failed: {update.error or 'unknown error'}"
 
 
+def console_config(config: ParrotConfig) -> ParrotConfig:
+    """The config with training budgets capped for an interactive session."""
+    training = config.training
+    capped = dataclasses.replace(
+        training,
+        max_minutes=min(training.max_minutes, CONSOLE_MAX_TRAIN_MINUTES),
+        fine_tune_minutes=min(training.fine_tune_minutes, CONSOLE_MAX_TRAIN_MINUTES),
+    )
+    return dataclasses.replace(config, training=capped)
+
+
 async def run_console(
     config: ParrotConfig, *, stdin: TextIO | None = None, out: TextIO | None = None
 ) -> int:
     source: TextIO = stdin or sys.stdin
     sink: TextIO = out or sys.stdout
-    services = ParrotServices.from_config(config)
+    services = ParrotServices.from_config(console_config(config))
     try:
         await services.start(schedule=False)
         console = Console(services, sink)
         if not await console.prepare():
             # No bundled checkpoint: train a first model now, with a progress bar.
-            console.say("No model yet: training one on the corpus first (/train cancel stops it).")
+            console.say("No model yet: training one on the corpus first.")
             await console.handle("/train mode:scratch")
         interactive = source.isatty()
 
