@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.bot.conftest import World
-from tests.fakediscord import CallbackType, InteractionHandle
+from bot.client import ParrotBot
+from bot.core.config import ParrotConfig
+from bot.core.services import ParrotServices
+from tests.bot.conftest import World, make_world_entities
+from tests.fakediscord import CallbackType, FakeDiscord, InteractionHandle, run_bot
 
 NO_PINGS = {"parse": []}
 
@@ -170,3 +177,48 @@ async def test_regenerate_and_continue_buttons(world_with_model: World) -> None:
     )
     for sent in world.fake.messages_sent():
         assert sent.allowed_mentions == NO_PINGS
+
+
+@pytest.fixture
+async def quick_buttons_world(
+    fake_discord: FakeDiscord, parrot_config: ParrotConfig, tiny_checkpoint_path: Path
+) -> AsyncIterator[World]:
+    config = dataclasses.replace(
+        parrot_config,
+        generation=dataclasses.replace(parrot_config.generation, button_timeout_seconds=0.5),
+    )
+    guild, channel, admin, member = make_world_entities(fake_discord)
+    bot = ParrotBot(config, services=ParrotServices.from_config(config))
+    async with run_bot(bot, fake_discord):
+        await bot.services.install_checkpoint(guild.id, tiny_checkpoint_path)
+        yield World(fake_discord, bot, guild, channel, admin, member)
+
+
+async def test_buttons_expire(quick_buttons_world: World) -> None:
+    world = quick_buttons_world
+    handle = await world.fake.invoke_slash(
+        world.guild, world.channel, world.member, "generate", {"start": "to be", "length": 10}
+    )
+    await wait_buttons(world, handle)
+
+    def buttons_gone() -> bool:
+        message = handle.original_message
+        return bool(message) and not (message or {}).get("components")
+
+    await world.fake.wait_for(buttons_gone, timeout_s=30, what="the buttons to expire")
+
+
+async def test_streaming_edits_are_rate_limited(world_with_model: World) -> None:
+    world = world_with_model
+    handle = await world.fake.invoke_slash(
+        world.guild, world.channel, world.member, "generate", {"start": "to be", "length": 1500}
+    )
+    await wait_buttons(world, handle)
+    edits = handle.edits
+    assert edits
+    span = edits[-1].sent_at - handle.dispatched_at
+    # At most one partial edit per second, plus the final one.
+    assert len(edits) <= span + 2
+    partials = edits[:-1]
+    for earlier, later in itertools.pairwise(partials):
+        assert len(later.content or "") >= len(earlier.content or "")  # the text only grows
