@@ -690,3 +690,34 @@ async def test_auto_sharded_bot_without_shard_count_asks_gateway_bot(
         assert [g.id for g in bot.guilds] == [guild.id]
         assert len(fake.requests_to("GET", "/gateway/bot")) == 1
         assert fake.gateway.identify_payloads[0]["shard"] == [0, 1]
+
+
+async def test_member_chunk_requests_are_answered(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    guild = fake.add_guild()
+    for name in ("sam", "sally", "tom"):
+        fake.add_member(guild, fake.add_user(name))
+    intents = discord.Intents.default()
+    intents.members = True
+    bot = commands.Bot(command_prefix="!", intents=intents, chunk_guilds_at_startup=False)
+    async with run_bot(bot, fake):
+        found = bot.get_guild(guild.id)
+        assert found is not None
+        members = await found.query_members("sa")
+        assert sorted(m.name for m in members) == ["sally", "sam"]
+        assert sorted(m.name for m in await found.chunk()) == sorted(
+            m.user.name for m in guild.members.values()
+        )
+
+
+async def test_heartbeats_are_acknowledged() -> None:
+    async with FakeDiscord(heartbeat_interval_ms=20) as fake:
+        fake.add_guild()
+        async with run_bot(
+            commands.Bot(command_prefix="!", intents=discord.Intents.default()), fake
+        ) as bot:
+            await fake.wait_for(
+                lambda: fake.gateway.sessions[0].heartbeats >= 3, what="3 heartbeats"
+            )
+            assert bot.latency != float("inf")  # an ACK came back
+        assert fake.problems() == []
