@@ -90,9 +90,11 @@ class CorpusCog(ParrotCog, name="Corpus"):
     @corpus.command(name="status", description="Size of the corpus and where it comes from.")
     async def status(self, interaction: discord.Interaction) -> None:
         actor = actor_from(interaction)
+        # Counting a large corpus can take a moment: acknowledge first.
+        await interaction.response.defer(thinking=True, ephemeral=True)
         status = await self.services.corpus_status(actor.server_id)
-        await interaction.response.send_message(
-            describe_status(status), ephemeral=True, allowed_mentions=NO_MENTIONS
+        await interaction.edit_original_response(
+            content=describe_status(status), allowed_mentions=NO_MENTIONS
         )
 
     @corpus.command(name="channel-add", description="Learn from a channel (Manage Server).")

@@ -33,8 +33,8 @@ class ModelInfoCog(ParrotCog, name="Model"):
     @app_commands.guild_only()
     async def model(self, interaction: discord.Interaction) -> None:
         actor = actor_from(interaction)
-        info = await self.services.model_info(actor.server_id)
         await interaction.response.defer(thinking=True)
+        info = await self.services.model_info(actor.server_id)
         embed = discord.Embed(title="Parrot's model", colour=discord.Colour.blurple())
         for name, value in model_facts(info.model):
             embed.add_field(name=name, value=value, inline=True)

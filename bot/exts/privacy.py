@@ -37,11 +37,11 @@ class PrivacyCog(ParrotCog, name="Privacy"):
     @app_commands.describe(scope="Here only, or in every server Parrot is in.")
     async def optout(self, interaction: discord.Interaction, scope: Scope = "this server") -> None:
         server_id = scope_server(interaction, scope)
+        await interaction.response.defer(thinking=True, ephemeral=True)  # deleting takes a moment
         counts = await self.services.opt_out(interaction.user.id, server_id)
-        await interaction.response.send_message(
-            f"Done: Parrot will not collect your messages {where(server_id)}. "
+        await interaction.edit_original_response(
+            content=f"Done: Parrot will not collect your messages {where(server_id)}. "
             f"Deleted {counts.messages:,} messages and {counts.documents:,} uploads.",
-            ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
 
@@ -73,11 +73,11 @@ class PrivacyCog(ParrotCog, name="Privacy"):
     @app_commands.describe(scope="Here only, or in every server Parrot is in.")
     async def forget(self, interaction: discord.Interaction, scope: Scope = "this server") -> None:
         server_id = scope_server(interaction, scope)
+        await interaction.response.defer(thinking=True, ephemeral=True)
         counts = await self.services.forget_user(interaction.user.id, server_id)
-        await interaction.response.send_message(
-            f"Deleted {counts.messages:,} messages and {counts.documents:,} uploads "
+        await interaction.edit_original_response(
+            content=f"Deleted {counts.messages:,} messages and {counts.documents:,} uploads "
             f"{where(server_id)}. New messages are still collected unless you /privacy optout.",
-            ephemeral=True,
             allowed_mentions=NO_MENTIONS,
         )
 

@@ -104,8 +104,8 @@ async def test_opt_out_export_forget(world: World) -> None:
     optout = await world.fake.invoke_slash(
         world.guild, world.channel, world.member, "privacy", {}, subcommand="optout"
     )
-    await optout.wait_response(timeout_s=30)
-    assert optout.ephemeral and "Deleted 1 messages" in str(optout.response)
+    edit = await optout.wait_edit(timeout_s=30)
+    assert optout.ephemeral and "Deleted 1 messages" in (edit.content or "")
     await world.fake.send_message(world.channel, world.member, "opted out now")
     await world.fake.wait_for(
         lambda: world.services.messages.pending >= 1, timeout_s=10, what="collection"
@@ -130,8 +130,8 @@ async def test_opt_out_export_forget(world: World) -> None:
         {"scope": "everywhere"},
         subcommand="forget",
     )
-    await forget.wait_response(timeout_s=30)
-    assert forget.ephemeral and "Deleted 1 messages" in str(forget.response)
+    edit = await forget.wait_edit(timeout_s=30)
+    assert forget.ephemeral and "Deleted 1 messages" in (edit.content or "")
     assert await flushed(world) == {}
 
 

@@ -39,9 +39,9 @@ async def test_channel_add_then_status(world: World) -> None:
 
     await world.fake.send_message(world.channel, world.member, "hello parrot, learn this")
     status = await corpus_command(world, world.member, "status")
-    await status.wait_response(timeout_s=30)
+    edit = await status.wait_edit(timeout_s=30)
     assert status.ephemeral
-    assert f"<#{world.channel.id}>" in response_text(status)
+    assert f"<#{world.channel.id}>" in (edit.content or "")
     for sent in world.fake.messages_sent():
         assert sent.allowed_mentions == NO_PINGS
 
