@@ -808,6 +808,7 @@ class TrainingManager:
                 "device": finished.device,
                 "steps": finished.steps,
                 "mode": plan.mode.value if plan is not None else info.mode.value,
+                "corpus_chars_used": outcome.corpus_chars,
             }
         elif error is None:
             error = _death_reason(outcome.exitcode)

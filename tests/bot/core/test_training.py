@@ -24,6 +24,7 @@ from bot.core.config import ParrotConfig, StorageConfig
 from bot.core.db import make_engine, make_session_factory
 from bot.core.errors import CorpusTooSmall, InvalidInput, TrainingBusy
 from bot.core.registry import ModelRegistry
+from bot.core.scheduling import TrainingScheduler
 from bot.core.tables import RunMode, RunStatus, RunTrigger, TrainedModel, TrainingRun
 from bot.core.training import RESTART_REASON, SHUTDOWN_REASON, RunEvent, TrainingManager
 from bot.core.verbatim import VerbatimIndex, index_path_for
@@ -242,7 +243,8 @@ async def test_runs_end_to_end_one_at_a_time_in_order(
 ) -> None:
     activations: list[tuple[int, int]] = []
     registry.add_activation_listener(lambda server, model: activations.append((server, model)))
-    manager = manager_for(config, sessions, registry, QUICK)
+    limited = dataclasses.replace(config.training, max_corpus_chars=5_000)
+    manager = manager_for(dataclasses.replace(config, training=limited), sessions, registry, QUICK)
     first = await manager.enqueue(SERVER_A, mode="scratch", arch="gru", notify_channel_id=77)
     second = await manager.enqueue(SERVER_B, mode="fine-tune")  # no model yet: from scratch
     await manager.start()
@@ -261,7 +263,10 @@ async def test_runs_end_to_end_one_at_a_time_in_order(
     a, b = run_row(sessions, first), run_row(sessions, second)
     assert b.status == RunStatus.SUCCEEDED, b.error
     assert a.finished_at is not None and b.started_at is not None and a.finished_at <= b.started_at
-    assert a.corpus_chars_at_start and a.corpus_chars_at_start > 1000
+    assert a.corpus_chars_at_start and a.corpus_chars_at_start > 5_000
+    info = await manager.get_run(first)
+    assert info is not None and info.result is not None
+    assert info.result["corpus_chars_used"] == 5_000  # training.max_corpus_chars
     assert a.progress is not None and a.progress["step"] == QUICK["max_steps"]
     assert a.loss_history and all(len(point) == 3 for point in a.loss_history)
 
@@ -394,12 +399,15 @@ async def test_kill_9_of_the_worker_keeps_the_previous_model(
     finally:
         await manager.stop()
 
-    # The next run (a fresh worker process) works.
+    # The next scheduled run (the scheduler's check, a fresh worker process) works.
     manager = manager_for(config, sessions, registry, QUICK)
     await manager.start()
     try:
-        again = await manager.enqueue(SERVER_A, mode="fine-tune")
-        final = (await follow(manager, again))[-1]
+        queued = TrainingScheduler(config, sessions, manager).check_now()
+        assert len(queued) == 1
+        again = await manager.get_run(queued[0])
+        assert again is not None and again.server_id == SERVER_A and again.mode == RunMode.FINE_TUNE
+        final = (await follow(manager, again.id))[-1]
     finally:
         await manager.stop()
     assert final.status == RunStatus.SUCCEEDED, final.error
