@@ -111,6 +111,29 @@ class FakeRole:
         }
 
 
+class OverwriteType:
+    ROLE = 0
+    MEMBER = 1
+
+
+@dataclass
+class PermissionOverwrite:
+    """A channel's allow/deny bits for one role or member."""
+
+    id: int
+    type: int
+    allow: int = 0
+    deny: int = 0
+
+    def payload(self) -> Payload:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "allow": str(self.allow),
+            "deny": str(self.deny),
+        }
+
+
 @dataclass
 class FakeChannel:
     id: int
@@ -121,6 +144,7 @@ class FakeChannel:
     position: int = 0
     topic: str | None = None
     recipient: FakeUser | None = None  # DM channels only
+    overwrites: dict[int, PermissionOverwrite] = field(default_factory=dict)
 
     @property
     def mention(self) -> str:
@@ -141,7 +165,7 @@ class FakeChannel:
             "type": self.type,
             "name": self.name,
             "position": self.position,
-            "permission_overwrites": [],
+            "permission_overwrites": [o.payload() for o in self.overwrites.values()],
             "nsfw": self.nsfw,
             "topic": self.topic,
             "last_message_id": None,
@@ -211,6 +235,30 @@ class FakeGuild:
                 bits |= self.roles[role_id].permissions
         if bits & Permission.ADMINISTRATOR:
             return Permission.ALL
+        return bits
+
+    def permissions_in(self, channel: FakeChannel, user_id: int) -> int:
+        """Channel permissions with overwrites, by Discord's algorithm (@everyone, then roles
+        together, then the member; administrators and the owner bypass overwrites)."""
+        bits = self.permissions_of(user_id)
+        if bits == Permission.ALL:
+            return bits
+        member = self.members.get(user_id)
+        role_ids = set(member.role_ids) if member else set()
+        everyone = channel.overwrites.get(self.id)
+        if everyone is not None:
+            bits = (bits & ~everyone.deny) | everyone.allow
+        allow = deny = 0
+        for overwrite in channel.overwrites.values():
+            if overwrite.type == OverwriteType.ROLE and overwrite.id in role_ids:
+                allow |= overwrite.allow
+                deny |= overwrite.deny
+        bits = (bits & ~deny) | allow
+        own = channel.overwrites.get(user_id)
+        if own is not None and own.type == OverwriteType.MEMBER:
+            bits = (bits & ~own.deny) | own.allow
+        if not bits & Permission.VIEW_CHANNEL:
+            return 0  # can't see it, can't do anything in it
         return bits
 
     def payload(self) -> Payload:

@@ -181,7 +181,8 @@ class CommandWorld:
     """What option conversion needs to know about the fake's world."""
 
     guild: FakeGuild | None
-    app_permissions: Callable[[FakeChannel], int]
+    # The invoking user's permissions in a channel (Discord puts these on resolved channels).
+    invoker_permissions: Callable[[FakeChannel], int]
     attachment_factory: Callable[[str, bytes, str], StoredAttachment]
 
 
@@ -279,7 +280,7 @@ def _option_value(
         if enforce and allowed_types and value.type not in allowed_types:
             raise InvalidInvocation(f"option {name!r} takes channel types {allowed_types}")
         channel_payload = value.payload()
-        channel_payload["permissions"] = str(world.app_permissions(value))
+        channel_payload["permissions"] = str(world.invoker_permissions(value))
         resolved.setdefault("channels", {})[str(value.id)] = channel_payload
         return {"name": name, "type": kind, "value": str(value.id)}
     if kind == OptionType.ATTACHMENT:

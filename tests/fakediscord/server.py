@@ -25,7 +25,9 @@ from tests.fakediscord.entities import (
     FakeRole,
     FakeUser,
     HasValue,
+    OverwriteType,
     Permission,
+    PermissionOverwrite,
     permission_bits,
 )
 from tests.fakediscord.gateway import GatewayConfig, GatewayServer, GatewaySession, Intent
@@ -233,6 +235,21 @@ class FakeDiscord:
         self.users[user.id] = user
         return member
 
+    def set_permission_overwrite(
+        self,
+        channel: FakeChannel,
+        target: FakeRole | FakeUser | FakeMember,
+        *,
+        allow: int | HasValue = 0,
+        deny: int | HasValue = 0,
+    ) -> None:
+        """Allow/deny bits in one channel for a role (e.g. `guild.everyone_role`) or a member,
+        e.g. `set_permission_overwrite(channel, fake.bot_user, deny=Permission.SEND_MESSAGES)`."""
+        kind = OverwriteType.ROLE if isinstance(target, FakeRole) else OverwriteType.MEMBER
+        channel.overwrites[target.id] = PermissionOverwrite(
+            target.id, kind, permission_bits(allow), permission_bits(deny)
+        )
+
     def make_attachment(
         self, filename: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> StoredAttachment:
@@ -423,7 +440,12 @@ class FakeDiscord:
             raise InvalidInvocation(
                 f"/{name} was never registered by the bot (registered: {known})"
             )
-        world = CommandWorld(guild, self.app_permissions_in, self._attachment_factory)
+        member = self.member(guild, user.user if isinstance(user, FakeMember) else user)
+        world = CommandWorld(
+            guild,
+            lambda resolved_channel: guild.permissions_in(resolved_channel, member.id),
+            self._attachment_factory,
+        )
         data = build_command_data(
             command, options or {}, subcommand, world, enforce_constraints=enforce_constraints
         )
@@ -480,9 +502,14 @@ class FakeDiscord:
         """Who this message would notify on real Discord (content × allowed_mentions)."""
         return pings_of(sent.content, sent.allowed_mentions)
 
-    def app_permissions_in(self, channel: FakeChannel) -> int:
+    def permissions_in(self, channel: FakeChannel, user: FakeUser | FakeMember) -> int:
+        """A user's permissions in a channel, overwrites included (DMs: everything)."""
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
-        return guild.permissions_of(self.bot_user.id) if guild else Permission.ALL
+        return guild.permissions_in(channel, user.id) if guild else Permission.ALL
+
+    def app_permissions_in(self, channel: FakeChannel) -> int:
+        """The bot's permissions in a channel (what interactions carry as `app_permissions`)."""
+        return self.permissions_in(channel, self.bot_user)
 
     def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
         """Recorded requests by method and path prefix, e.g. `("PUT", "/applications/")`."""
@@ -561,6 +588,9 @@ class FakeDiscord:
         """MESSAGE_CREATE/UPDATE with Discord's intent rules: no GUILD_MESSAGES, no event;
         no MESSAGE_CONTENT, empty content unless the bot is mentioned or the author."""
         guild_id = int(message["guild_id"]) if "guild_id" in message else None
+        channel = self.channels.get(int(message["channel_id"]))
+        if channel is not None and not self.app_permissions_in(channel) & Permission.VIEW_CHANNEL:
+            return  # Discord sends no events from channels the bot cannot see
         for session in self._sessions_for(guild_id):
             needed = Intent.GUILD_MESSAGES if guild_id else Intent.DIRECT_MESSAGES
             if not session.has_intent(needed):
@@ -615,9 +645,10 @@ class FakeDiscord:
         message: Payload | None = None,
     ) -> Payload:
         member_payload = member.payload()
-        member_payload["permissions"] = str(guild.permissions_of(member.id))
+        # Both carry the member's permissions in this channel, overwrites included.
+        member_payload["permissions"] = str(guild.permissions_in(channel, member.id))
         channel_payload = channel.payload()
-        channel_payload["permissions"] = str(guild.permissions_of(member.id))
+        channel_payload["permissions"] = member_payload["permissions"]
         payload: Payload = {
             "id": str(self.ids.next_id()),
             "application_id": str(self.application_id),

@@ -721,3 +721,32 @@ async def test_heartbeats_are_acknowledged() -> None:
             )
             assert bot.latency != float("inf")  # an ACK came back
         assert fake.problems() == []
+
+
+async def test_channel_overwrites_apply_to_the_bot_and_to_members(world: World) -> None:
+    fake = world.fake
+    seen = world.seen
+    general = next(iter(world.guild.channels.values()))
+    read_only = fake.add_text_channel(world.guild, "announcements")
+    hidden = fake.add_text_channel(world.guild, "staff")
+    fake.set_permission_overwrite(read_only, fake.bot_user, deny=Permission.SEND_MESSAGES)
+    fake.set_permission_overwrite(hidden, world.guild.everyone_role, deny=Permission.VIEW_CHANNEL)
+    uma = fake.add_user("uma")
+    async with run_bot(make_bot(seen), fake) as bot:
+        guild = bot.get_guild(world.guild.id)
+        assert guild is not None
+        channel = guild.get_channel(read_only.id)
+        assert isinstance(channel, discord.TextChannel)
+        assert not channel.permissions_for(guild.me).send_messages  # discord.py agrees
+        with pytest.raises(discord.Forbidden):
+            await channel.send("nope")
+
+        await fake.send_message(hidden, uma, "the bot cannot see this")
+        await fake.send_message(general, uma, "but this")
+        await fake.wait_for(lambda: len(seen.messages) == 1, what="the visible message")
+        assert seen.messages[0].content == "but this"
+
+        interaction = await fake.invoke_slash(world.guild, hidden, uma, "ping", {"text": "x"})
+        assert int(interaction.payload["member"]["permissions"]) == 0
+        assert int(interaction.payload["app_permissions"]) == 0
+        await interaction.wait_response()
