@@ -93,6 +93,7 @@ HISTORY_POINT_SECONDS = 2.0  # a loss-history point at least this often (and at 
 MAX_HISTORY_POINTS = 1000
 # Beyond the training budget: reading the corpus, importing torch, evaluation, saving.
 WATCHDOG_GRACE_SECONDS = 300.0
+AFTER_KILL_SECONDS = 30.0  # for the manager to record a killed worker's run
 CANCEL_GRACE_SECONDS = 30.0  # after a cancel, how long a worker may take before it is killed
 LN2 = math.log(2.0)
 # TrainConfig fields the manager sets itself; overrides may not replace them piecemeal.
@@ -310,8 +311,8 @@ class TrainingManager:
                             "training worker did not stop in %.0fs; killing it", grace_seconds
                         )
                         live.process.kill()
-            try:
-                await asyncio.wait_for(dispatcher, grace_seconds)
+            try:  # a killed worker's pipe closes at once; this is recording its run
+                await asyncio.wait_for(dispatcher, AFTER_KILL_SECONDS)
             except TimeoutError:
                 dispatcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -811,7 +812,8 @@ class TrainingManager:
                 "corpus_chars_used": outcome.corpus_chars,
             }
         elif error is None:
-            error = _death_reason(outcome.exitcode)
+            # No result: a worker killed on purpose (shutdown, overrun) says why, else how it died.
+            error = live.cancel_reason or _death_reason(outcome.exitcode)
         with self._sessions() as session, session.begin():
             row = session.get(TrainingRun, info.id)
             if row is None:  # the server was purged while it trained

@@ -444,3 +444,17 @@ async def test_stop_interrupts_the_run_in_flight(
     assert manager.current_run() is None
     with pytest.raises(ValueError):  # closed: the worker has exited and was reaped
         process.is_alive()
+
+
+async def test_stop_kills_a_worker_that_does_not_stop_in_time(
+    config: ParrotConfig, sessions: sessionmaker[Session], registry: ModelRegistry
+) -> None:
+    manager = manager_for(config, sessions, registry, ENDLESS)
+    await manager.start()
+    run_id = await manager.enqueue(SERVER_A, mode="scratch")
+    async with asyncio.timeout(60):
+        while manager._live is None or manager._live.process is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the worker is starting (importing torch): not yet training
+    await manager.stop(grace_seconds=0.1)
+    row = run_row(sessions, run_id)
+    assert row.status == RunStatus.FAILED and row.error == SHUTDOWN_REASON
