@@ -44,10 +44,11 @@ class GuardedBatchSampler(BatchSampler):
     """A `BatchSampler` whose rows never complete a (span + 1)-char window of the corpus.
 
     Before each step, for every row whose last `span` characters could start a copy (one
-    bit test per row in the index's prefix filter), every candidate next character is tested
-    against the index at once (one vectorised binary search for those rows); the candidates that would complete a copied window get
-    logit -inf, so the draw (temperature, top-k, top-p as requested) picks the best
-    character that does not copy: one exact resample, no retry loop. A row for which every
+    bit test per row in the index's prefix filter), every candidate next character is
+    tested against the index at once (one vectorised binary search for those rows); the
+    candidates that would complete a copied window get logit -inf, so the draw
+    (temperature, top-k, top-p as requested) picks the best character that does not copy:
+    one exact resample, no retry loop. A row for which every
     character would copy (practically impossible) is cut where it is. The prompt's own
     windows never count: only windows ending in a generated character are tested.
 
@@ -68,11 +69,9 @@ class GuardedBatchSampler(BatchSampler):
         self._guards: dict[int, CopyGuard] = {}
         self.blocked: dict[int, int] = {}  # handle -> characters the guard resampled
         self.guard_seconds = 0.0  # time spent in the guard, to measure what it adds to a step
-        chars = vocab.to_list()
-        # <unk> (id 0) is never sampled; its code 0 matches no window.
-        self._candidate_codes = np.array([0, *(char_code(c) for c in chars[1:])], dtype=np.uint64)[
-            None, :
-        ]  # [1, V]
+        # Every id's hash code, [1, V]; <unk> (id 0) is never sampled and its 0 matches nothing.
+        codes = [0, *(char_code(c) for c in vocab.to_list()[1:])]
+        self._candidate_codes = np.array([codes], dtype=np.uint64)
 
     def add(self, request: SampleRequest) -> int:
         handle = super().add(request)
@@ -95,10 +94,10 @@ class GuardedBatchSampler(BatchSampler):
         self.guard_seconds += time.perf_counter() - started
         new_text = super().step()
         started = time.perf_counter()
+        guards = self._guards
         for row in rows:
-            guard = self._guards.get(row.handle)
-            if guard is not None and not row.done:  # a row that goes on ends with its new char
-                guard.push(row.text[-1])
+            if not row.done:  # a row that goes on ends with its new character
+                guards[row.handle].push(row.text[-1])
         self.guard_seconds += time.perf_counter() - started
         return new_text
 

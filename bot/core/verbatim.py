@@ -4,7 +4,7 @@ Why hashed n-grams: a sample must never contain more than `span` consecutive cha
 copied from a server's corpus. A copy longer than `span` characters contains a window of
 exactly `span + 1` characters that occurs in the corpus, so it is enough to remember every
 such window. Each window is stored as a 64-bit polynomial hash in one sorted, de-duplicated
-numpy array: about 9 bytes per corpus character with the prefix filter, a binary search per lookup, and the hash
+numpy array: about 10 bytes per corpus character with the prefix filter, a binary search per lookup, and the hash
 is rolling, so the sampler extends a row's hash by one character per step in O(1) and can test
 every candidate next character of a row at once (`copying_ids`). A false positive needs a
 64-bit collision, and it would only make the guard resample a harmless character.
@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 import zipfile
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -71,18 +72,27 @@ def _window_hashes(codes: U64Array, window: int) -> U64Array:
     return hashes
 
 
+# Two bit positions per prefix, from the top bits of two multiplicative mixes of its hash.
+_FILTER_MIXERS = (np.uint64(0xD6E8FEB86659FD93), np.uint64(0xA0761D6478BD642F))
+
+
 def _filter_bits(windows: int) -> int:
-    """log2 of the prefix filter's size in bits: at least 8 bits per window (<= 12% false hits)."""
-    return min(40, max(10, (max(windows, 1) * 8 - 1).bit_length()))
+    """log2 of the filter's size in bits: 16 to 32 bits per window, about 1-1.5% false hits."""
+    return min(40, max(10, (max(windows, 1) * 16 - 1).bit_length()))
+
+
+def _filter_positions(prefix_hashes: U64Array, shift: np.uint64) -> list[U64Array]:
+    return [(prefix_hashes * mixer) >> shift for mixer in _FILTER_MIXERS]
 
 
 class VerbatimIndex:
     """The set of (span + 1)-character windows of a text, as sorted 64-bit hashes.
 
-    Plus a one-hash Bloom filter (a bitmap) of the windows' `span`-character prefixes: a row
-    whose last `span` characters are not a prefix of any window cannot complete a copy with
-    any next character, so the sampler skips it after one bit test and only runs the
-    binary searches for the few rows that might be copying (`at_risk`).
+    Plus a Bloom filter (a bitmap, two bits per entry) of the windows' `span`-character
+    prefixes: a row whose last `span` characters are not a prefix of any window cannot
+    complete a copy with any next character, so the sampler skips it after two bit tests
+    and only runs the binary searches (cache misses in a large array) for the rows that
+    might be copying (`at_risk`).
     """
 
     def __init__(self, hashes: U64Array, span: int, prefix_filter: npt.NDArray[np.uint8]) -> None:
@@ -97,11 +107,11 @@ class VerbatimIndex:
         self.span = span
         self.window = span + 1
         # base**span: what the oldest character of a full window weighs, to drop it when rolling.
-        self._drop_weight = pow(HASH_BASE, span, 1 << 64)
+        self.drop_weight = pow(HASH_BASE, span, 1 << 64)
 
     @classmethod
     def build(cls, text: str, span: int = DEFAULT_SPAN) -> VerbatimIndex:
-        """Index every (span + 1)-character window of `text` (linear time, ~8 bytes a char)."""
+        """Index every (span + 1)-character window of `text` (linear time, ~10 bytes a char)."""
         if span < 1:
             raise ValueError("span must be at least 1")
         codes = _codes(text)
@@ -115,12 +125,13 @@ class VerbatimIndex:
             chunk = codes[start : start + _BUILD_CHUNK + window - 1]
             parts.append(_window_hashes(chunk, window))
             # The first `span` characters of each of those windows.
-            buckets = np.unique(_window_hashes(chunk[:-1], span) >> shift)
-            np.bitwise_or.at(
-                prefix_filter,
-                buckets >> np.uint64(3),
-                np.left_shift(1, buckets & np.uint64(7)).astype(np.uint8),
-            )
+            for position in _filter_positions(_window_hashes(chunk[:-1], span), shift):
+                position = np.unique(position)
+                np.bitwise_or.at(
+                    prefix_filter,
+                    position >> np.uint64(3),
+                    np.left_shift(1, position & np.uint64(7)).astype(np.uint8),
+                )
         hashes = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
         return cls(hashes, span, prefix_filter)
 
@@ -137,11 +148,11 @@ class VerbatimIndex:
         """For each hash of a row's last `span` chars: could any next char complete a copy?
 
         False is certain; True may be a false hit (then `contains` decides)."""
-        buckets = prefix_hashes >> self._filter_shift
-        bits = self.prefix_filter[buckets >> np.uint64(3)] >> (buckets & np.uint64(7)).astype(
-            np.uint8
-        )
-        return (bits & 1).astype(np.bool_)
+        risky = np.ones(prefix_hashes.shape, dtype=np.bool_)
+        for position in _filter_positions(prefix_hashes, self._filter_shift):
+            byte = self.prefix_filter[position >> np.uint64(3)]
+            risky &= ((byte >> (position & np.uint64(7)).astype(np.uint8)) & 1).astype(np.bool_)
+        return risky
 
     def contains(self, hashes: U64Array) -> npt.NDArray[np.bool_]:
         """For each window hash, whether that window occurs in the indexed text."""
@@ -157,7 +168,7 @@ class VerbatimIndex:
 
     def roll(self, window_hash: int, dropped_code: int) -> int:
         """Hash of a full window without its oldest character (the next window's prefix)."""
-        return (window_hash - dropped_code * self._drop_weight) & MASK
+        return (window_hash - dropped_code * self.drop_weight) & MASK
 
     def find_copy(self, text: str, start: int = 0) -> tuple[int, int] | None:
         """The first run of `text` longer than `span` chars found verbatim in the indexed text.
@@ -260,7 +271,9 @@ class CopyGuard:
 
     def __init__(self, index: VerbatimIndex, context: str = "") -> None:
         self.index = index
-        self._recent: list[int] = []  # codes of the last `span` characters, oldest first
+        self._span = index.span
+        self._drop_weight = index.drop_weight
+        self._recent: deque[int] = deque()  # codes of the last `span` characters, oldest first
         self._prefix_hash = 0  # hash of `_recent`
         for char in context[-index.span :]:
             self.push(char)
@@ -268,7 +281,7 @@ class CopyGuard:
     @property
     def armed(self) -> bool:
         """Whether one more character can complete a full (span + 1)-character window."""
-        return len(self._recent) == self.index.span
+        return len(self._recent) == self._span
 
     @property
     def prefix_hash(self) -> int:
@@ -298,9 +311,11 @@ class CopyGuard:
         )  # uint64 addition wraps modulo 2**64
 
     def push(self, char: str) -> None:
-        code = char_code(char)
-        window_hash = self.index.extend(self._prefix_hash, code)
-        self._recent.append(code)
-        if len(self._recent) > self.index.span:
-            window_hash = self.index.roll(window_hash, self._recent.pop(0))
+        # extend() then roll(), inlined: this runs for every row at every step.
+        code = ord(char) + 1
+        recent = self._recent
+        window_hash = (self._prefix_hash * HASH_BASE + code) & MASK
+        if len(recent) == self._span:
+            window_hash = (window_hash - recent.popleft() * self._drop_weight) & MASK
+        recent.append(code)
         self._prefix_hash = window_hash
