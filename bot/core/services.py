@@ -40,6 +40,7 @@ from bot.core.tables import Document, Message
 
 if TYPE_CHECKING:
     from bot.core.sampling import Sampler
+    from bot.core.scheduling import TrainingScheduler
     from bot.core.training import RunEvent, TrainingManager
     from models.sample import SampleRequest
 
@@ -123,7 +124,7 @@ class ParrotServices:
         self.registry = registry
         self.sampler = sampler
         self.training = training
-        self.scheduler: Any = None  # bot.core.scheduling's scheduler, made by start()
+        self.scheduler: TrainingScheduler | None = None  # made by start() when enabled
         self.cooldowns = Cooldowns(config.cooldowns)
         self.messages = MessageBuffer(self._store_messages)
         self._dispose = dispose
@@ -172,7 +173,7 @@ class ParrotServices:
             from bot.core.scheduling import TrainingScheduler
 
             self.scheduler = TrainingScheduler(self.config, self.sessions, self.training)
-            await _maybe_await(self.scheduler.start())
+            await self.scheduler.start()
 
     async def close(self) -> None:
         """Stop everything started; safe to call twice."""
@@ -181,7 +182,7 @@ class ParrotServices:
         finally:
             if self.scheduler is not None:
                 scheduler, self.scheduler = self.scheduler, None
-                await _maybe_await(scheduler.stop())
+                await scheduler.stop()
             if self._started:
                 self._started = False
                 await self.training.stop()
@@ -535,9 +536,3 @@ def _checkpoint_history(path: Path) -> list[list[Any]]:
     except CheckpointError:
         return []
     return [list(row) for row in stats.val_loss_history]
-
-
-async def _maybe_await(value: Any) -> Any:
-    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
-        return await value
-    return value

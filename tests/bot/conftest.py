@@ -7,6 +7,7 @@ manager with a spawn-started worker (with tiny `train_overrides` so a run takes 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,15 @@ from bot.core.config import (
 from bot.core.services import ParrotServices
 from models.checkpoint import save_checkpoint
 from models.train import TrainConfig, train
-from tests.fakediscord import FakeChannel, FakeDiscord, FakeGuild, FakeUser, Permission, run_bot
+from tests.fakediscord import (
+    FakeChannel,
+    FakeDiscord,
+    FakeGuild,
+    FakeUser,
+    InteractionHandle,
+    Permission,
+    run_bot,
+)
 
 CORPUS_LINE = "the parrot sat on the perch and said hello to the sailors. "
 SMALL_TEXT = (
@@ -145,3 +154,26 @@ def no_threads() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+async def wait_for_buttons(world: World, handle: InteractionHandle) -> dict[str, Any]:
+    """The response message once it carries buttons, ready to be clicked.
+
+    The fake has the message as soon as the PATCH arrives; discord.py registers the buttons'
+    View only when it reads the reply. No person clicks within that millisecond, so wait a
+    little before returning.
+    """
+
+    def has_buttons() -> bool:
+        message = handle.original_message
+        return bool(message and message.get("components"))
+
+    await world.fake.wait_for(has_buttons, timeout_s=30, what="the buttons")
+    await asyncio.sleep(0.3)
+    message = handle.original_message
+    assert message is not None
+    return message
+
+
+def button_ids(message: dict[str, Any]) -> dict[str, str]:
+    return {c["label"]: c["custom_id"] for row in message["components"] for c in row["components"]}

@@ -12,7 +12,13 @@ import pytest
 from bot.client import ParrotBot, parrot_intents
 from bot.core.config import CooldownConfig, ParrotConfig
 from bot.core.services import ParrotServices
-from tests.bot.conftest import TINY_TRAINING, World, make_world_entities
+from tests.bot.conftest import (
+    TINY_TRAINING,
+    World,
+    button_ids,
+    make_world_entities,
+    wait_for_buttons,
+)
 from tests.fakediscord import FakeDiscord, run_bot
 
 
@@ -85,6 +91,10 @@ async def test_cooldowns_answer_with_the_time_to_wait(strict_world: World) -> No
 
     first = await generate(world.member)
     assert first.deferred
+    message = await wait_for_buttons(world, first)
+    click = await world.fake.click_button(message, world.member, button_ids(message)["Regenerate"])
+    await click.wait_response(timeout_s=30)
+    assert click.ephemeral and "you can generate again in" in str(click.response)
     again = await generate(world.member)
     assert again.ephemeral and "you can generate again in 60s" in str(again.response)
     other = await generate(world.admin)

@@ -14,21 +14,14 @@ import pytest
 from bot.client import ParrotBot
 from bot.core.config import ParrotConfig
 from bot.core.services import ParrotServices
-from tests.bot.conftest import World, make_world_entities
+from tests.bot.conftest import World, make_world_entities, wait_for_buttons
 from tests.fakediscord import CallbackType, FakeDiscord, InteractionHandle, run_bot
 
 NO_PINGS = {"parse": []}
 
 
 async def wait_buttons(world: World, handle: InteractionHandle) -> dict[str, Any]:
-    def has_buttons() -> bool:
-        message = handle.original_message
-        return bool(message and message.get("components"))
-
-    await world.fake.wait_for(has_buttons, timeout_s=30, what="the buttons")
-    message = handle.original_message
-    assert message is not None
-    return message
+    return await wait_for_buttons(world, handle)
 
 
 async def test_generate_happy_path(world_with_model: World) -> None:
