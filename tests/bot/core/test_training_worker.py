@@ -85,7 +85,7 @@ def test_a_job_runs_in_process(tmp_path: Path, sqlite_database_url: str) -> None
     assert sent[0] == WorkerStarted(corpus_chars=2_000, device="cpu")
     assert any(isinstance(m, WorkerProgress) for m in sent)
     assert result.checkpoint_path == str(tmp_path / "ckpt" / "5-gru.ckpt")
-    checkpoint = Path(result.checkpoint_path)
+    checkpoint = Path(result.checkpoint_path or "")
     assert (
         result.val_loss is not None and result.incumbent_val_loss is None and result.verbatim_index
     )
