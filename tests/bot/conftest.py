@@ -140,6 +140,19 @@ async def world(fake_discord: FakeDiscord, parrot_config: ParrotConfig) -> Async
     bot = ParrotBot(parrot_config, services=services)
     async with run_bot(bot, fake_discord):
         yield World(fake_discord, bot, guild, channel, admin, member)
+    assert_nothing_pings(fake_discord)
+
+
+def assert_nothing_pings(fake: FakeDiscord) -> None:
+    """Every message payload the bot sent says `allowed_mentions: {"parse": []}`."""
+    for sent in fake.messages_sent():
+        payload = sent.payload
+        if not any(key in payload for key in ("content", "embeds", "attachments", "components")):
+            continue
+        allowed = payload.get("allowed_mentions")
+        assert allowed is not None and allowed.get("parse") == [], (sent.kind, payload)
+        assert not allowed.get("users") and not allowed.get("roles")
+        assert not allowed.get("replied_user")
 
 
 @pytest.fixture
