@@ -816,7 +816,13 @@ class TrainingManager:
             error = live.cancel_reason or _death_reason(outcome.exitcode)
         with self._sessions() as session, session.begin():
             row = session.get(TrainingRun, info.id)
-            if row is None:  # the server was purged while it trained
+            if row is None:  # the server was purged while it trained: keep nothing of it
+                if finished is not None and finished.checkpoint_path:
+                    written = Path(finished.checkpoint_path)
+                    for leftover in sidecar_paths(written):
+                        leftover.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):  # only if nothing else is in it
+                        written.parent.rmdir()
                 return RunEvent(
                     run_id=info.id,
                     server_id=info.server_id,

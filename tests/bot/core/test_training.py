@@ -458,3 +458,24 @@ async def test_stop_kills_a_worker_that_does_not_stop_in_time(
     await manager.stop(grace_seconds=0.1)
     row = run_row(sessions, run_id)
     assert row.status == RunStatus.FAILED and row.error == SHUTDOWN_REASON
+
+
+async def test_a_server_removed_during_its_run_leaves_nothing_behind(
+    config: ParrotConfig, sessions: sessionmaker[Session], registry: ModelRegistry
+) -> None:
+    manager = manager_for(config, sessions, registry, {**TINY, "max_steps": 300})
+    await manager.start()
+    try:
+        run_id = await manager.enqueue(SERVER_A, mode="scratch")
+        events = asyncio.create_task(follow(manager, run_id))
+        await first_progress(manager, run_id)
+        # What the bot does when it leaves a server: cancel is not even needed for safety.
+        with sessions() as session, session.begin():
+            corpus.purge_server(session, SERVER_A)
+        registry.delete_server(SERVER_A)
+        final = (await events)[-1]
+    finally:
+        await manager.stop()
+    assert final.status == RunStatus.FAILED and final.error is not None and "deleted" in final.error
+    assert not registry.server_dir(SERVER_A).exists()
+    assert registry.active_model(SERVER_A) is None
