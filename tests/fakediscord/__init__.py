@@ -12,7 +12,9 @@ from tests.fakediscord.entities import (
     FakeMember,
     FakeRole,
     FakeUser,
+    OverwriteType,
     Permission,
+    PermissionOverwrite,
 )
 from tests.fakediscord.gateway import Intent
 from tests.fakediscord.interactions import (
@@ -41,7 +43,9 @@ __all__ = [
     "MessageKind",
     "OpenApiValidator",
     "OptionType",
+    "OverwriteType",
     "Permission",
+    "PermissionOverwrite",
     "Pings",
     "RecordedRequest",
     "SentMessage",
