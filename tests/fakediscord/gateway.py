@@ -235,6 +235,6 @@ class GatewayServer:
         for session in list(self.sessions):
             await session.send(Opcode.RECONNECT, None)
 
-    async def close_all(self) -> None:
+    async def close_all(self, code: int = 1001, reason: str = "fake discord shutting down") -> None:
         for session in list(self.sessions):
-            await session.ws.close(code=1001, message=b"fake discord shutting down")
+            await session.ws.close(code=code, message=reason.encode())

@@ -317,6 +317,11 @@ class FakeDiscord:
         """Ask every shard to reconnect (op 7); discord.py then RESUMEs."""
         await self.gateway.request_reconnect()
 
+    async def drop_connections(self, code: int = 4000) -> None:
+        """Close every shard's websocket as Discord does on an error (4000 "unknown error" by
+        default); discord.py reconnects and RESUMEs. Codes 4004 and 4010-4014 are fatal."""
+        await self.gateway.close_all(code=code, reason="dropped by the test")
+
     def seed_message(
         self, channel: FakeChannel, author: FakeUser | FakeMember, content: str
     ) -> Payload:

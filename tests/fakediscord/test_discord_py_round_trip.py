@@ -750,3 +750,20 @@ async def test_channel_overwrites_apply_to_the_bot_and_to_members(world: World) 
         assert int(interaction.payload["member"]["permissions"]) == 0
         assert int(interaction.payload["app_permissions"]) == 0
         await interaction.wait_response()
+
+
+async def test_dropped_connection_is_resumed(world: World) -> None:
+    fake = world.fake
+    seen = world.seen
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(seen), fake):
+        await fake.drop_connections()
+        await fake.wait_for(
+            lambda: bool(fake.gateway.resumes) and bool(fake.gateway.sessions),
+            timeout_s=10,
+            what="RESUME",
+        )
+        await fake.send_message(channel, fake.add_user("val"), "still here")
+        await fake.wait_for(
+            lambda: [m.content for m in seen.messages] == ["still here"], what="message"
+        )
