@@ -805,7 +805,7 @@ class TrainingManager:
                     else finished.incumbent_val_loss / LN2
                 ),
                 "incumbent_model_id": plan.incumbent_id if plan is not None else None,
-                "notes": list(finished.notes),
+                "notes": list(finished.notes) + _mode_notes(info, plan),
                 "device": finished.device,
                 "steps": finished.steps,
                 "mode": plan.mode.value if plan is not None else info.mode.value,
@@ -937,6 +937,12 @@ def _parse_request(
     if run_arch and run_arch not in ARCH_CHOICES:
         raise InvalidInput(f"Architecture must be one of {', '.join(ARCH_CHOICES)}.")
     return run_trigger, run_mode, run_arch
+
+
+def _mode_notes(info: RunInfo, plan: _Plan | None) -> list[str]:
+    if plan is not None and plan.mode != info.mode:
+        return ["the server had no model yet, so this run trained one from scratch"]
+    return []
 
 
 def _death_reason(exitcode: int | None) -> str:

@@ -260,6 +260,11 @@ async def test_runs_end_to_end_one_at_a_time_in_order(
     assert final.activated and final.model_id is not None and final.notify_channel_id == 77
     assert final.val_bits_per_char is not None and final.incumbent_bits_per_char is None
 
+    second_info = await manager.get_run(second)
+    assert second_info is not None and second_info.result is not None
+    assert (
+        second_info.result["mode"] == "scratch" and "no model yet" in second_info.result["notes"][0]
+    )
     a, b = run_row(sessions, first), run_row(sessions, second)
     assert b.status == RunStatus.SUCCEEDED, b.error
     assert a.finished_at is not None and b.started_at is not None and a.finished_at <= b.started_at
