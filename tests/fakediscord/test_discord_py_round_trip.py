@@ -52,6 +52,23 @@ class RegenerateView(discord.ui.View):
         )
 
 
+class ArchitectureView(discord.ui.View):
+    def __init__(self) -> None:
+        super().__init__(timeout=60)
+
+    @discord.ui.select(
+        custom_id="test:arch",
+        options=[
+            discord.SelectOption(label="GRU", value="gru"),
+            discord.SelectOption(label="LSTM", value="lstm"),
+        ],
+    )
+    async def choose(
+        self, interaction: discord.Interaction, select: discord.ui.Select[ArchitectureView]
+    ) -> None:
+        await interaction.response.send_message(f"picked {select.values[0]}", ephemeral=True)
+
+
 def make_bot(seen: Seen, *, message_content: bool = True) -> commands.Bot:
     intents = discord.Intents.default()
     intents.message_content = message_content
@@ -93,6 +110,10 @@ def make_bot(seen: Seen, *, message_content: bool = True) -> commands.Bot:
         await interaction.response.send_message(
             "pick", view=RegenerateView(), allowed_mentions=quiet
         )
+
+    @bot.tree.command(description="Message with a select menu")
+    async def arch(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("which?", view=ArchitectureView())
 
     @bot.tree.command(description="Long output as a file, then replaced")
     async def long(interaction: discord.Interaction) -> None:
@@ -767,3 +788,17 @@ async def test_dropped_connection_is_resumed(world: World) -> None:
         await fake.wait_for(
             lambda: [m.content for m in seen.messages] == ["still here"], what="message"
         )
+
+
+async def test_select_menu_choice(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    wes = fake.add_user("wes")
+    async with run_bot(make_bot(world.seen), fake):
+        command = await fake.invoke_slash(world.guild, channel, wes, "arch")
+        await command.wait_response()
+        choice = await fake.choose_options(command, wes, "test:arch", ["lstm"])
+        response = await choice.wait_response()
+        assert response["type"] == CallbackType.CHANNEL_MESSAGE_WITH_SOURCE
+        assert choice.content == "picked lstm" and choice.ephemeral
+        assert command.content == "which?"  # a new message, the menu's message is unchanged
