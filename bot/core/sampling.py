@@ -111,11 +111,18 @@ class SamplerStats:
     cache_bytes: int = 0
 
 
+_Key = tuple[ModelId, Path]
+
+
 @dataclass
 class _Served:
-    model_id: ModelId
+    key: _Key
     worker: ModelWorker
     nbytes: int
+
+    @property
+    def model_id(self) -> ModelId:
+        return self.key[0]
 
 
 class Sampler:
@@ -136,17 +143,17 @@ class Sampler:
         self._lookup: Callable[[int], ActiveModelLike | None] = (
             models.active_model if isinstance(models, ModelDirectory) else models
         )
-        self._paths: dict[ModelId, Path] = {}  # model id -> checkpoint, for loading
-        self._cache: ModelCache[ModelId, _Served] = ModelCache(
+        # Keyed by (model id, checkpoint path): the key says what to load.
+        self._cache: ModelCache[_Key, _Served] = ModelCache(
             self._load,
             size_of=lambda served: served.nbytes,
-            close=lambda served: served.worker.stop(),
+            close=self._unload,
             max_entries=cache_size,
             max_bytes=int(cache_mb * _MB),
         )
         # Server bookkeeping, touched by requests and by registry listeners (any thread).
         self._lock = threading.Lock()
-        self._server_model: dict[int, ModelId] = {}  # the model each server last used
+        self._server_model: dict[int, _Key] = {}  # the model each server last used
         self._known_active: dict[int, ActiveModelLike] = {}  # only with activation events
         self._activations: dict[int, int] = {}  # server -> activations seen (stale-answer check)
         self._listens = False
@@ -204,7 +211,7 @@ class Sampler:
             self._known_active.pop(server_id, None)
             self._activations[server_id] = self._activations.get(server_id, 0) + 1
             previous = self._server_model.get(server_id)
-            retire = previous is not None and previous != model_id
+            retire = previous is not None and previous[0] != model_id
             stale = self._unmap_server(server_id) if retire else None
         if stale is not None:
             self._cache.retire(stale)
@@ -215,7 +222,7 @@ class Sampler:
             served = self._cache.peek(key)
             if served is not None:
                 worker = served.worker
-                models[key] = ModelStats(
+                models[served.model_id] = ModelStats(
                     steps=worker.steps,
                     requests=worker.requests,
                     max_batch=worker.max_batch,
@@ -226,7 +233,8 @@ class Sampler:
         return SamplerStats(models=models, cache_bytes=self._cache.total_bytes)
 
     def loaded_model_ids(self) -> list[ModelId]:
-        return self._cache.loaded()
+        """Loaded models, least recently used first."""
+        return [model_id for model_id, _ in self._cache.loaded()]
 
     def close(self) -> None:
         """Stop every worker and wait for the threads (requests still running fail)."""
@@ -254,7 +262,7 @@ class Sampler:
                     job.cancelled = True
                     served.worker.wake()
         finally:
-            self._cache.release(served.model_id)
+            self._cache.release(served.key)
 
     async def _open(self, server_id: int) -> _Served:
         """The server's active model, loaded and pinned; a checkpoint that will not load is
@@ -290,26 +298,24 @@ class Sampler:
         return active
 
     async def _acquire(self, server_id: int, active: ActiveModelLike) -> _Served:
-        model_id = active.id
+        key = (active.id, Path(active.path))
         with self._lock:
-            self._paths[model_id] = Path(active.path)
             stale = None
-            if self._server_model.get(server_id, model_id) != model_id:
+            if self._server_model.get(server_id, key) != key:
                 stale = self._unmap_server(server_id)
-            self._server_model[server_id] = model_id
+            self._server_model[server_id] = key
         if stale is not None:
             self._cache.retire(stale)
-        return await asyncio.to_thread(self._cache.acquire, model_id)
+        return await asyncio.to_thread(self._cache.acquire, key)
 
-    def _unmap_server(self, server_id: int) -> ModelId | None:
+    def _unmap_server(self, server_id: int) -> _Key | None:
         """(Under the lock.) Forget the server's old model; return it if no server uses it now."""
         old = self._server_model.pop(server_id, None)
         return old if old is not None and old not in self._server_model.values() else None
 
-    def _load(self, model_id: ModelId) -> _Served:
+    def _load(self, key: _Key) -> _Served:
         """Runs in a thread: checkpoint -> model on the device, plus its verbatim index."""
-        with self._lock:
-            path = self._paths[model_id]
+        model_id, path = key
         checkpoint = load_checkpoint(path)
         model = checkpoint.build_model(self._device)
         verbatim = load_index_or_none(index_path_for(path))
@@ -317,7 +323,11 @@ class Sampler:
         nbytes = weights + (verbatim.nbytes if verbatim is not None else 0)
         worker = ModelWorker(model_id, model, checkpoint.vocab, self._device, verbatim)
         log.info("loaded model %s (%.1f MB) from %s", model_id, nbytes / _MB, path)
-        return _Served(model_id, worker, nbytes)
+        return _Served(key, worker, nbytes)
+
+    def _unload(self, served: _Served) -> None:
+        """The cache dropped a model: end its thread (without waiting: this may run on the loop)."""
+        served.worker.stop()
 
     def _result(
         self, server_id: int, model_id: ModelId, job: Job, text: str, started: float
