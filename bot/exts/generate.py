@@ -35,7 +35,7 @@ from bot.exts._helpers import (
     fitted_send_kwargs,
 )
 from bot.plugin import ensure_services
-from bot.render import generation_text
+from bot.render import DISCORD_MESSAGE_LIMIT, generation_text
 from bot.tree import reply_with_error
 
 EDIT_INTERVAL_SECONDS = 1.0
@@ -75,11 +75,11 @@ async def stream_into_response(
         now = time.monotonic()
         if now - last_edit >= EDIT_INTERVAL_SECONDS:
             last_edit = now
-            partial = replace(shown, continuation=shown.continuation + sampled)
-            await interaction.edit_original_response(
-                **fitted_send_kwargs(generation_text(partial.options.prompt, partial.continuation)),
-                allowed_mentions=NO_MENTIONS,
-            )
+            partial = generation_text(shown.options.prompt, shown.continuation + sampled)
+            if len(partial) > DISCORD_MESSAGE_LIMIT:
+                # The final edit attaches the full text; meanwhile show its newest part.
+                partial = "…" + partial[-(DISCORD_MESSAGE_LIMIT - 1) :]
+            await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
     final = replace(shown, continuation=shown.continuation + sampled)
     kwargs = fitted_send_kwargs(generation_text(final.options.prompt, final.continuation))
     if view is not None:
@@ -99,16 +99,35 @@ class GenerationView(discord.ui.View):
         self.tasks = tasks
         self.shown = shown
         self.last_interaction: discord.Interaction | None = None
+        self.busy = False  # a Regenerate/Continue is streaming into the message
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        refusal = None
         if interaction.user.id != self.shown.actor.user_id:
+            refusal = "These buttons belong to the person who asked; use /generate for your own."
+        elif self.busy:
+            refusal = "Still writing: press again when this text is finished."
+        if refusal is not None:
             await interaction.response.send_message(
-                "These buttons belong to the person who asked; use /generate for your own.",
-                ephemeral=True,
-                allowed_mentions=NO_MENTIONS,
+                refusal, ephemeral=True, allowed_mentions=NO_MENTIONS
             )
             return False
         return True
+
+    async def _extend(
+        self, interaction: discord.Interaction, shown: Generated, options: GenerateOptions
+    ) -> None:
+        self.services.take_generate_cooldown(self.shown.actor)
+        await interaction.response.defer()
+        self.last_interaction = interaction
+        self.busy = True
+        try:
+            final = await self.tasks.run(
+                stream_into_response(interaction, self.services, shown, options, view=self)
+            )
+        finally:
+            self.busy = False
+        self.shown = final or self.shown
 
     @discord.ui.button(label="Regenerate", style=discord.ButtonStyle.primary, emoji="🔁")
     async def regenerate(
@@ -116,27 +135,16 @@ class GenerationView(discord.ui.View):
     ) -> None:
         # A new sample of the same prompt: a fixed seed would only repeat the same text.
         options = replace(self.shown.options, seed=None)
-        self.services.take_generate_cooldown(self.shown.actor)
-        await interaction.response.defer()
-        self.last_interaction = interaction
-        fresh = replace(self.shown, options=options, continuation="")
-        shown = await self.tasks.run(
-            stream_into_response(interaction, self.services, fresh, options, view=self)
+        await self._extend(
+            interaction, replace(self.shown, options=options, continuation=""), options
         )
-        self.shown = shown or self.shown
 
     @discord.ui.button(label="Continue", style=discord.ButtonStyle.secondary, emoji="➡️")
     async def continue_(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
         # Re-prime with the tail of the text so far: the model only needs recent context.
         prime = self.shown.full_text[-PROMPT_MAX_CHARS:]
         options = replace(self.shown.options, prompt=prime, seed=None)
-        self.services.take_generate_cooldown(self.shown.actor)
-        await interaction.response.defer()
-        self.last_interaction = interaction
-        shown = await self.tasks.run(
-            stream_into_response(interaction, self.services, self.shown, options, view=self)
-        )
-        self.shown = shown or self.shown
+        await self._extend(interaction, self.shown, options)
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
