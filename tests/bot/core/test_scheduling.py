@@ -82,8 +82,8 @@ def give_model(session: Session, server_id: int, last_success: datetime) -> None
 
 
 @pytest.fixture
-def sessions(sqlite_database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(sqlite_database_url)
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
     factory = make_session_factory(engine)
     long_ago = datetime.now(UTC) - timedelta(days=1)
     with factory() as session, session.begin():
@@ -133,9 +133,9 @@ def test_triggers_from_interval_or_cron() -> None:
 
 
 def test_due_runs_follow_the_growth_rules(
-    tmp_path: Path, sqlite_database_url: str, sessions: sessionmaker[Session]
+    tmp_path: Path, database_url: str, sessions: sessionmaker[Session]
 ) -> None:
-    config = make_config(tmp_path, sqlite_database_url)
+    config = make_config(tmp_path, database_url)
     with sessions() as session:
         due = find_due_runs(session, config)
         assert [(d.server_id, d.mode) for d in due] == [
@@ -149,9 +149,9 @@ def test_due_runs_follow_the_growth_rules(
 
 
 async def test_periodic_job_enqueues_each_due_server_once(
-    tmp_path: Path, sqlite_database_url: str, sessions: sessionmaker[Session]
+    tmp_path: Path, database_url: str, sessions: sessionmaker[Session]
 ) -> None:
-    config = make_config(tmp_path, sqlite_database_url, interval_minutes=TICK_MINUTES)
+    config = make_config(tmp_path, database_url, interval_minutes=TICK_MINUTES)
     manager = make_manager(config, sessions)
     await manager.start(dispatch=False)  # runs stay queued: this test is about scheduling
     scheduler = TrainingScheduler(config, sessions, manager)
@@ -173,9 +173,9 @@ async def test_periodic_job_enqueues_each_due_server_once(
 
 
 async def test_a_server_override_gets_its_own_job(
-    tmp_path: Path, sqlite_database_url: str, sessions: sessionmaker[Session]
+    tmp_path: Path, database_url: str, sessions: sessionmaker[Session]
 ) -> None:
-    config = make_config(tmp_path, sqlite_database_url, interval_minutes=60.0)
+    config = make_config(tmp_path, database_url, interval_minutes=60.0)
     manager = make_manager(config, sessions)
     await manager.start(dispatch=False)
     scheduler = TrainingScheduler(config, sessions, manager)
@@ -199,9 +199,9 @@ async def test_a_server_override_gets_its_own_job(
 
 
 async def test_jobs_persist_across_a_restart(
-    tmp_path: Path, sqlite_database_url: str, sessions: sessionmaker[Session]
+    tmp_path: Path, database_url: str, sessions: sessionmaker[Session]
 ) -> None:
-    config = make_config(tmp_path, sqlite_database_url, interval_minutes=60.0)
+    config = make_config(tmp_path, database_url, interval_minutes=60.0)
     manager = make_manager(config, sessions)
 
     first = TrainingScheduler(config, sessions, manager)
@@ -247,9 +247,9 @@ async def test_a_job_without_a_live_scheduler_does_nothing(sessions: sessionmake
 
 
 def test_check_now_reports_what_it_queued(
-    tmp_path: Path, sqlite_database_url: str, sessions: sessionmaker[Session]
+    tmp_path: Path, database_url: str, sessions: sessionmaker[Session]
 ) -> None:
-    config = make_config(tmp_path, sqlite_database_url)
+    config = make_config(tmp_path, database_url)
     scheduler = TrainingScheduler(config, sessions, make_manager(config, sessions))
     first = scheduler.check_now()
     assert len(first) == 2
