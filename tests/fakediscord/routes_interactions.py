@@ -106,7 +106,7 @@ class InteractionRoutes:
         if handle.callbacks:
             raise ApiError(400, 40060, "Interaction has already been acknowledged.")
         deadline = self.fake.ack_deadline_s
-        if deadline is not None and time.monotonic() - handle.dispatched_at > deadline:
+        if deadline is not None and time.monotonic() - handle.dispatched_at >= deadline:
             handle.acknowledged_late = True
             handle.responded_at = time.monotonic()
             raise unknown("interaction", 10062)

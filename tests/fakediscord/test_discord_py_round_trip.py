@@ -677,7 +677,7 @@ async def test_opt_in_rate_limit_makes_discord_py_wait_and_retry(world: World) -
     fake = world.fake
     channel = next(iter(world.guild.channels.values()))
     template = "/webhooks/{app_id}/{token}/messages/@original"
-    fake.rate_limits.add("PATCH", template, limit=2, per_s=0.2)
+    fake.rate_limits.add("PATCH", template, limit=1, per_s=0.5)
     async with run_bot(make_bot(world.seen), fake):
         interaction = await fake.invoke_slash(world.guild, channel, fake.add_user("rae"), "burst")
         await interaction.wait_edit(lambda edit: edit.content == "step 3")
