@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from tests.bot.conftest import World
 from tests.fakediscord import MessageKind
 
@@ -56,3 +58,29 @@ async def test_mentioning_the_bot_gets_a_reply_that_pings_no_one(world_with_mode
     )
     await handle.wait_response(timeout_s=30)
     assert len(bot_replies(world)) == 2
+
+
+class AlwaysLow(random.Random):
+    """A random source whose draws always fall under the reply chance."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+async def test_random_reply_chance(world_with_model: World) -> None:
+    world = world_with_model
+    handle = await world.fake.invoke_slash(
+        world.guild,
+        world.channel,
+        world.admin,
+        "corpus",
+        {"channel": world.channel, "enabled": True, "chance": 0.2},
+        subcommand="replies",
+    )
+    await handle.wait_response(timeout_s=30)
+    assert "20%" in str(handle.response)
+    cog = world.bot.get_cog("Collect")
+    assert cog is not None and hasattr(cog, "rng")
+    cog.rng = AlwaysLow()  # type: ignore[attr-defined]
+    await world.fake.send_message(world.channel, world.member, "an ordinary message")
+    await world.fake.wait_for(lambda: len(bot_replies(world)) == 1, timeout_s=30, what="a reply")
