@@ -7,8 +7,9 @@ Public API (everything the bot, the console and the CLI use):
         # recover: runs left `running` by a dead process become `failed`
         #          ("interrupted: the bot restarted"); queued runs stay queued and resume.
         # dispatch: run queued runs FIFO in the background (False: only `run_now`).
-    await manager.stop(timeout=15.0)      # cancels the run in flight (marked failed,
-                                          # "interrupted: the bot shut down"), ends the worker
+    await manager.stop(grace_seconds=15.0)  # cancels the run in flight (marked failed,
+                                            # "interrupted: the bot shut down"); a worker
+                                            # still alive after the grace is killed
     run_id = await manager.enqueue(server_id, trigger="admin", mode="fine-tune", arch=None,
                                    requested_by=None, notify_channel_id=None)
     run_id = manager.enqueue_sync(...)    # same, from a thread (the scheduler's check)
@@ -30,9 +31,10 @@ events on the event loop (`call_soon_threadsafe`), so the loop never blocks on t
 Progress is stored in the run row at most once a second; the loss history
 ([[step, train_loss, val_loss_or_null], ...], nats/char) with it.
 
-Mode and architecture: `scratch` trains a new model with the server's preferred shape
-(`servers.arch/hidden_size/num_layers`, else `[model]`), `fine-tune` continues the active
-model (its architecture wins; with no model yet it becomes `scratch`). `arch="auto"` on a
+Mode and architecture: `scratch` trains a new model with the requested architecture (else
+the server's `servers.arch`, else `[model] arch`) and the server's preferred size
+(`servers.hidden_size/num_layers`, else `[model]`); `fine-tune` continues the active model
+(its architecture wins; with no model yet it becomes `scratch`, and the result says so). `arch="auto"` on a
 scratch run trains a GRU and an LSTM, each with half the time budget, and keeps the one
 with the lower validation loss. Budgets: `training.max_minutes` (scratch),
 `training.fine_tune_minutes` (fine-tune, capped by max_minutes), `training.max_corpus_chars`.
