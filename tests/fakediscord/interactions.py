@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,12 @@ class CallbackType:
     UPDATE_MESSAGE = 7
     AUTOCOMPLETE_RESULT = 8
     MODAL = 9
+
+
+class ComponentType:
+    ACTION_ROW = 1
+    BUTTON = 2
+    STRING_SELECT = 3
 
 
 class OptionType:
@@ -340,18 +346,27 @@ def _check_scalar(option: Payload, value: Any) -> None:
             )
 
 
-def find_component(components: list[Payload], custom_id: str) -> Payload | None:
-    """Depth-first search of a message's component tree for `custom_id`."""
+def iter_components(components: list[Payload]) -> Iterator[Payload]:
+    """Every component in a message's component tree, depth first (rows, sections, ...)."""
     for component in components:
-        if component.get("custom_id") == custom_id:
-            return component
+        yield component
         for key in ("components", "accessory"):
             child = component.get(key)
-            children = [child] if isinstance(child, dict) else child or []
-            found = find_component(children, custom_id)
-            if found is not None:
-                return found
-    return None
+            yield from iter_components([child] if isinstance(child, dict) else child or [])
+
+
+def find_component(components: list[Payload], custom_id: str) -> Payload | None:
+    """The component with `custom_id`, wherever it sits in the tree."""
+    return next((c for c in iter_components(components) if c.get("custom_id") == custom_id), None)
+
+
+def button_ids(components: list[Payload]) -> dict[str, str]:
+    """Button label -> custom_id for the interactive buttons in a component tree."""
+    return {
+        c["label"]: c["custom_id"]
+        for c in iter_components(components)
+        if c.get("type") == ComponentType.BUTTON and "custom_id" in c and "label" in c
+    }
 
 
 async def wait_until(

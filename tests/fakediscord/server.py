@@ -37,6 +37,7 @@ from tests.fakediscord.interactions import (
     InteractionType,
     InvalidInvocation,
     build_command_data,
+    button_ids,
     find_component,
     wait_until,
 )
@@ -457,10 +458,30 @@ class FakeDiscord:
         return await self._dispatch_interaction(payload)
 
     async def click_button(
-        self, message: MessageRef, user: FakeUser | FakeMember, custom_id: str
+        self,
+        message: MessageRef,
+        user: FakeUser | FakeMember,
+        custom_id: str | None = None,
+        *,
+        label: str | None = None,
     ) -> InteractionHandle:
-        """A user presses the button `custom_id` on `message` (component interaction, type 3)."""
+        """A user presses a button on `message` (component interaction, type 3), found by
+        `custom_id` or by its `label`."""
+        if (custom_id is None) == (label is None):
+            raise InvalidInvocation("click_button needs exactly one of custom_id and label")
+        if label is not None:
+            buttons = self.buttons(message)
+            if label not in buttons:
+                raise InvalidInvocation(
+                    f"no button labelled {label!r} (buttons: {sorted(buttons)})"
+                )
+            custom_id = buttons[label]
+        assert custom_id is not None
         return await self._component_interaction(message, user, custom_id, values=None)
+
+    def buttons(self, message: MessageRef) -> dict[str, str]:
+        """The message's buttons as label -> custom_id, e.g. `{"Regenerate": "gen:regen:…"}`."""
+        return button_ids(self._message(message).get("components") or [])
 
     async def choose_options(
         self, message: MessageRef, user: FakeUser | FakeMember, custom_id: str, values: list[str]

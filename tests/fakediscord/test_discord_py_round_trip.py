@@ -295,7 +295,8 @@ async def test_button_click_updates_the_message(world: World) -> None:
     async with run_bot(make_bot(world.seen), fake):
         command = await fake.invoke_slash(world.guild, channel, dave, "choose")
         await command.wait_response()
-        click = await fake.click_button(command, dave, "test:regenerate")
+        assert fake.buttons(command) == {"Regenerate": "test:regenerate"}
+        click = await fake.click_button(command, dave, label="Regenerate")
         assert (await click.wait_response())["type"] == CallbackType.UPDATE_MESSAGE
         assert command.content == "regenerated for dave"
         assert command.original_message is not None and command.original_message["components"] == []
