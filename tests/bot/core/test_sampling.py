@@ -168,6 +168,17 @@ async def test_two_servers_run_side_by_side(sampler: Sampler) -> None:
     await long_stream.aclose()
 
 
+async def test_sampling_runs_off_the_event_loop(sampler: Sampler) -> None:
+    ticks = 0
+    generation = asyncio.create_task(sampler.generate(1, request(chars=3_000)))
+    while not generation.done():
+        ticks += 1
+        await asyncio.sleep(0.001)
+    assert len((await generation).text) == 3_000
+    # 3,000 steps take well over 10 ms anywhere; run on the loop, it would not have ticked.
+    assert ticks > 10
+
+
 async def test_a_caller_that_goes_away_frees_its_row(sampler: Sampler) -> None:
     stream = sampler.stream(1, request(chars=50_000))
     await anext(aiter(stream))
