@@ -346,6 +346,10 @@ class TrainingManager:
     ) -> int:
         run_trigger, run_mode, run_arch = _parse_request(trigger, mode, arch)
         with self._enqueue_lock, self._sessions() as session, session.begin():
+            # Lock the server's row so two processes (the bot and the CLI) on PostgreSQL
+            # cannot both queue a run; SQLite's BEGIN IMMEDIATE already serialises writers.
+            if session.get(Server, server_id, with_for_update=True) is None:
+                raise CorpusTooSmall("This server has no text to learn from yet.")
             busy = session.execute(
                 select(TrainingRun.id, TrainingRun.status)
                 .where(TrainingRun.server_id == server_id, TrainingRun.status.in_(LIVE_STATUSES))
@@ -357,8 +361,6 @@ class TrainingManager:
                     f"A training run for this server is already {state} (run {busy.id}). "
                     "Wait for it to finish, or cancel it first."
                 )
-            if session.get(Server, server_id) is None:
-                raise CorpusTooSmall("This server has no text to learn from yet.")
             chars = corpus.corpus_stats(session, server_id).chars
             needed = self._minimum_chars()
             if chars < needed:

@@ -190,6 +190,19 @@ async def test_enqueue_refuses_duplicates_and_bad_requests(
     )
 
 
+async def test_concurrent_requests_queue_one_run(
+    config: ParrotConfig, sessions: sessionmaker[Session], registry: ModelRegistry
+) -> None:
+    manager = manager_for(config, sessions, registry, QUICK)
+    results = await asyncio.gather(
+        *(manager.enqueue(SERVER_A, mode="scratch") for _ in range(8)), return_exceptions=True
+    )
+    assert sum(isinstance(r, int) for r in results) == 1
+    assert sum(isinstance(r, TrainingBusy) for r in results) == 7
+    with sessions() as session:
+        assert len(session.scalars(select(TrainingRun.id)).all()) == 1
+
+
 async def test_cancel_a_queued_run(
     config: ParrotConfig, sessions: sessionmaker[Session], registry: ModelRegistry
 ) -> None:
