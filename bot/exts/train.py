@@ -33,8 +33,8 @@ TOKEN_SAFETY_MARGIN = timedelta(seconds=30)
 
 def describe_update(update: TrainingUpdate) -> str:
     if update.status == "queued":
-        ahead = f" ({update.queue_position} ahead)" if update.queue_position else ""
-        return f"Training run #{update.run_id} is queued{ahead}."
+        place = f" (number {update.queue_position} in line)" if update.queue_position else ""
+        return f"Training run #{update.run_id} is queued{place}."
     if update.status == "running":
         return f"Training run #{update.run_id} ({update.mode}, {update.arch})\n" + progress_line(
             update.step, update.total_steps, update.loss, update.eta_seconds

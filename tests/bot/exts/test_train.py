@@ -47,6 +47,8 @@ async def test_train_shows_progress_then_the_result(world: World) -> None:
     final = await handle.wait_edit(lambda e: "finished" in (e.content or ""), timeout_s=180)
     assert "bits/char" in (final.content or "")
     assert any("step" in (e.content or "") for e in handle.edits), [e.content for e in handle.edits]
+    span = handle.edits[-1].sent_at - handle.dispatched_at
+    assert len(handle.edits) <= span + 3  # about one progress edit per second at most
     for sent in handle.sent_messages:
         assert sent.allowed_mentions == NO_PINGS
     model = await world.services.model_info(world.guild.id)
