@@ -4,10 +4,11 @@ Why hashed n-grams: a sample must never contain more than `span` consecutive cha
 copied from a server's corpus. A copy longer than `span` characters contains a window of
 exactly `span + 1` characters that occurs in the corpus, so it is enough to remember every
 such window. Each window is stored as a 64-bit polynomial hash in one sorted, de-duplicated
-numpy array: about 10 bytes per corpus character with the prefix filter, a binary search per lookup, and the hash
-is rolling, so the sampler extends a row's hash by one character per step in O(1) and can test
-every candidate next character of a row at once (`copying_ids`). A false positive needs a
-64-bit collision, and it would only make the guard resample a harmless character.
+numpy array (with the prefix filter, about 10 bytes per corpus character), a lookup is a
+binary search, and the hash is rolling, so the sampler extends a row's hash by one
+character per step in O(1) and tests every candidate next character of every row in one
+vectorised search. A false positive needs a 64-bit collision, and it would only make the
+guard resample a harmless character.
 
 File format (`save`/`load`): a numpy `.npz` archive read with `allow_pickle=False` (no code
 runs on load) holding `meta` = [format version, span, hash base], `hashes` (sorted uint64)
@@ -166,10 +167,6 @@ class VerbatimIndex:
         """Hash of a window once `code` (see `char_code`) is appended to `prefix_hash`."""
         return (prefix_hash * HASH_BASE + code) & MASK
 
-    def roll(self, window_hash: int, dropped_code: int) -> int:
-        """Hash of a full window without its oldest character (the next window's prefix)."""
-        return (window_hash - dropped_code * self.drop_weight) & MASK
-
     def find_copy(self, text: str, start: int = 0) -> tuple[int, int] | None:
         """The first run of `text` longer than `span` chars found verbatim in the indexed text.
 
@@ -263,10 +260,10 @@ def load_index_or_none(path: Path | str) -> VerbatimIndex | None:
 class CopyGuard:
     """One sampled row's view of the index: would the next character complete a copy?
 
-        Keeps the hash of the row's last `span` characters (prompt included, so a copy that
-        starts in the prompt and runs on into the sample is caught), so testing a candidate is
-        one multiply-add and one binary search, and `copying_codes` tests many candidates at once
-    (the batch sampler does the same for all rows with `candidate_base`).
+    Keeps the hash of the row's last `span` characters (prompt included, so a copy that
+    starts in the prompt and runs on into the sample is caught): testing a candidate is one
+    multiply-add and one binary search. The batch sampler tests all candidates of all rows
+    at once from `prefix_hash` and `candidate_base`.
     """
 
     def __init__(self, index: VerbatimIndex, context: str = "") -> None:
@@ -302,16 +299,8 @@ class CopyGuard:
         probe = np.array([self.candidate_hash(char)], dtype=np.uint64)
         return bool(self.index.contains(probe)[0])
 
-    def copying_codes(self, codes: U64Array) -> npt.NDArray[np.bool_]:
-        """For each candidate character code (see `char_code`), whether it completes a copy."""
-        if not self.armed:
-            return np.zeros(codes.shape, dtype=np.bool_)
-        return self.index.contains(
-            codes + np.uint64(self.candidate_base)
-        )  # uint64 addition wraps modulo 2**64
-
     def push(self, char: str) -> None:
-        # extend() then roll(), inlined: this runs for every row at every step.
+        # extend() and dropping the oldest character, inlined: this runs per row per step.
         code = ord(char) + 1
         recent = self._recent
         window_hash = (self._prefix_hash * HASH_BASE + code) & MASK
