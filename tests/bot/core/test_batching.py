@@ -81,3 +81,15 @@ def test_rows_joining_mid_batch_are_guarded_from_their_first_character() -> None
     text = guarded.release(late)
     assert text[0] != corpus[10]
     assert index.find_copy(corpus[:10] + text, start=10) is None
+
+
+def test_the_guard_sees_every_character_when_stop_strings_hold_text_back() -> None:
+    model, vocab = tiny_model()
+    greedy = SampleRequest("hello ", max_chars=150, temperature=0.0)
+    wanted = run(BatchSampler(model, vocab), [greedy])[0]
+    index = VerbatimIndex.build("hello " + wanted, span=20)
+    plain = run(GuardedBatchSampler(model, vocab, verbatim=index), [greedy])[0]
+    # "QQ" never occurs (no Q in the vocabulary) but makes step() hold one character back.
+    held = SampleRequest("hello ", max_chars=150, temperature=0.0, stop=("QQ",))
+    assert run(GuardedBatchSampler(model, vocab, verbatim=index), [held]) == [plain]
+    assert index.find_copy("hello " + plain, start=6) is None
