@@ -75,7 +75,8 @@ def main() -> None:
     parser.add_argument(
         "--save", type=Path, default=None, help="write the main run's checkpoint here"
     )
-    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--seq-len", type=int, default=None)

@@ -142,10 +142,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
-    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument(
+        "--seed-size-batch",
+        type=int,
+        default=256,
+        help="parrot's batch (streams) for the GRU(128) comparison",
+    )
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -159,12 +165,14 @@ def main() -> None:
     warmup = 1 if args.quick else 2
     seed_steps = 3 if args.quick else 30
 
-    def config(hidden: int, layers: int) -> TrainConfig:
+    def config(
+        hidden: int, layers: int, batch_size: int | None = None, seq_len: int | None = None
+    ) -> TrainConfig:
         return TrainConfig(
             hidden_size=hidden,
             num_layers=layers,
-            batch_size=args.batch_size,
-            seq_len=args.seq_len,
+            batch_size=batch_size or args.batch_size,
+            seq_len=seq_len or args.seq_len,
             max_minutes=None,
             max_steps=warmup + steps + 1,  # the final validation falls outside the timed steps
             eval_interval=10_000,
@@ -175,7 +183,10 @@ def main() -> None:
 
     ours = parrot_rate(text, config(args.hidden, args.layers), warmup, steps)
     plain = plain_fp32_rate(text, config(args.hidden, args.layers), warmup, steps)
-    ours_small = parrot_rate(text, config(128, 1), warmup, steps)
+    small_batch = args.batch_size if args.quick else args.seed_size_batch
+    ours_small = parrot_rate(
+        text, config(128, 1, small_batch, None if args.quick else 128), warmup, steps
+    )
     seed = seed_tutorial_rate(text, warmup, seed_steps)
     emit(
         {
@@ -191,6 +202,7 @@ def main() -> None:
             "ratio_vs_plain_fp32": round(ours["chars_per_sec"] / plain, 2),
             "seed_size": {
                 "model": "gru 1x128",
+                "parrot_batch_size": small_batch,
                 "parrot": round(ours_small["chars_per_sec"]),
                 "seed_tutorial_onehot_windows": round(seed, 1),
                 "ratio_vs_seed_tutorial": round(ours_small["chars_per_sec"] / seed, 1),

@@ -25,7 +25,7 @@ class CharRNNConfig:
     arch: Arch = "gru"
     vocab_size: int = 128
     embed_dim: int = 64
-    hidden_size: int = 512
+    hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.1
 

@@ -117,6 +117,7 @@ def save_checkpoint(
     }
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary readable file
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()

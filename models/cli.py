@@ -15,7 +15,7 @@ from typing import Any
 
 from models.errors import CorpusError
 
-DEFAULTS = {"arch": "gru", "hidden": 512, "layers": 2, "embed": 64, "minutes": 10.0}
+DEFAULTS = {"arch": "gru", "hidden": 256, "layers": 2, "embed": 64, "minutes": 10.0}
 
 
 def _bounded(
