@@ -57,13 +57,12 @@ class ModelCache(Generic[K, V]):
     def acquire(self, key: K) -> V:
         """The value for `key`, loaded if needed, pinned until `release(key)`."""
         while True:
+            value = self.acquire_if_loaded(key)
+            if value is not None:
+                return value
             with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None:
-                    entry.pins += 1
-                    entry.retired = False  # wanted again (e.g. the registry rolled back)
-                    self._entries.move_to_end(key)
-                    return entry.value
+                if key in self._entries:  # loaded in between: take it on the next pass
+                    continue
                 pending = self._loading.get(key)
                 if pending is None:
                     self._loading[key] = threading.Event()
@@ -81,6 +80,17 @@ class ModelCache(Generic[K, V]):
             dropped = self._take_evictable()
         self._close_all(dropped)
         return value
+
+    def acquire_if_loaded(self, key: K) -> V | None:
+        """Like `acquire` when `key` is loaded (never blocks: fine on an event loop), else None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            entry.pins += 1
+            entry.retired = False  # wanted again (e.g. the registry rolled back)
+            self._entries.move_to_end(key)
+            return entry.value
 
     def release(self, key: K) -> None:
         """Unpin once; the entry may be evicted (or dropped, if retired) from now on."""

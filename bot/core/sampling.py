@@ -306,7 +306,8 @@ class Sampler:
             self._server_model[server_id] = key
         if stale is not None:
             self._cache.retire(stale)
-        return await asyncio.to_thread(self._cache.acquire, key)
+        served = self._cache.acquire_if_loaded(key)  # the usual case: no thread hop
+        return served if served is not None else await asyncio.to_thread(self._cache.acquire, key)
 
     def _unmap_server(self, server_id: int) -> _Key | None:
         """(Under the lock.) Forget the server's old model; return it if no server uses it now."""
