@@ -2,8 +2,9 @@
 
 The same path as the bot's `/train` and the scheduler: a row in `training_runs` (trigger
 `cli`), the spawn worker, the registry's activation rule. Progress is shown as a tqdm bar
-on stderr; Ctrl-C cancels the run (the active model stays). If a running bot's queue picks
-the run up first, this command follows it instead of running it twice.
+on stderr; Ctrl-C cancels the run (the active model stays). One run at a time per device:
+while another process (the bot) is training, this waits (`--no-wait` skips that); if the
+bot's queue picks the run up first, this command follows it instead of running it twice.
 
 Exit status: 0 when the run succeeded (whether or not it was activated), 1 when it failed or
 was cancelled, 2 for bad input (unknown server, corpus too small, a run already queued).
@@ -17,6 +18,8 @@ import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+WAIT_POLL_SECONDS = 2.0
 
 if TYPE_CHECKING:
     from bot.core.training import RunEvent, TrainingManager
@@ -45,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--config", type=Path, default=None, help="TOML settings file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="start even if another process (the bot) is training right now",
+    )
     parser.set_defaults(handler=run_train_server)
 
 
@@ -61,7 +69,16 @@ def run_train_server(args: argparse.Namespace) -> int:
     try:
         sessions = make_session_factory(engine)
         manager = TrainingManager(config, sessions, ModelRegistry.from_config(config, sessions))
-        final = asyncio.run(_train(manager, args.server_id, args.mode, args.arch, quiet=args.quiet))
+        final = asyncio.run(
+            _train(
+                manager,
+                args.server_id,
+                args.mode,
+                args.arch,
+                quiet=args.quiet,
+                wait=not args.no_wait,
+            )
+        )
     finally:
         engine.dispose()
     print(describe_result(final))
@@ -69,7 +86,13 @@ def run_train_server(args: argparse.Namespace) -> int:
 
 
 async def _train(
-    manager: TrainingManager, server_id: int, mode: str, arch: str | None, *, quiet: bool
+    manager: TrainingManager,
+    server_id: int,
+    mode: str,
+    arch: str | None,
+    *,
+    quiet: bool,
+    wait: bool = True,
 ) -> RunEvent:
     from bot.core.errors import TrainingBusy
 
@@ -90,6 +113,8 @@ async def _train(
     watcher = asyncio.create_task(_show(manager, run_id, bar))
     try:
         try:
+            if wait:
+                await _wait_for_the_device(manager, run_id)
             final = await manager.run_now(run_id)
         except TrainingBusy:
             print(
@@ -104,6 +129,29 @@ async def _train(
         await asyncio.gather(watcher, return_exceptions=True)
         bar.close()
         await manager.stop()
+
+
+async def _wait_for_the_device(manager: TrainingManager, run_id: int) -> None:
+    """One run at a time per device: let a run another process (the bot) has going finish.
+
+    Returns when no other run is running, or when this run is no longer queued (cancelled
+    with Ctrl-C, or picked up by the bot's queue; `run_now` then says so).
+    """
+    announced = False
+    while True:
+        pending = await manager.pending_runs()
+        mine = next((run for run in pending if run.id == run_id), None)
+        others = [run for run in pending if run.status.value == "running" and run.id != run_id]
+        if mine is None or mine.status.value != "queued" or not others:
+            return
+        if not announced:
+            print(
+                f"waiting for run {others[0].id} (server {others[0].server_id}) to finish: "
+                "one training run at a time (--no-wait to skip)",
+                file=sys.stderr,
+            )
+            announced = True
+        await asyncio.sleep(WAIT_POLL_SECONDS)
 
 
 async def _show(manager: TrainingManager, run_id: int, bar: ProgressBar) -> RunEvent:

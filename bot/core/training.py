@@ -20,6 +20,7 @@ Public API (everything the bot, the console and the CLI use):
     async for event in manager.watch(run_id): ...   # RunEvent: a snapshot, progress, final
     manager.current_run() -> RunInfo | None          # the run in flight in this process
     await manager.get_run(run_id) -> RunInfo | None
+    await manager.pending_runs() -> list[RunInfo]    # queued + running, any process
     await manager.run_now(run_id) -> RunEvent        # run one queued run in the foreground
     manager.add_event_listener(callback(RunEvent))   # every event, on the event loop
 
@@ -407,6 +408,10 @@ class TrainingManager:
 
     async def get_run(self, run_id: int) -> RunInfo | None:
         return await asyncio.to_thread(self._load_run, run_id)
+
+    async def pending_runs(self) -> list[RunInfo]:
+        """Every queued or running run (any process), running first, then in queue order."""
+        return await asyncio.to_thread(self._pending_runs)
 
     def add_event_listener(self, callback: Callable[[RunEvent], None]) -> None:
         self._listeners.append(callback)
@@ -887,6 +892,16 @@ class TrainingManager:
                 .order_by(TrainingRun.id)
                 .limit(1)
             )
+
+    def _pending_runs(self) -> list[RunInfo]:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(TrainingRun)
+                .where(TrainingRun.status.in_(LIVE_STATUSES))
+                .order_by(TrainingRun.queued_at, TrainingRun.id)
+            ).all()
+            infos = [RunInfo.from_row(row) for row in rows]
+        return sorted(infos, key=lambda info: info.status != RunStatus.RUNNING)
 
     def _load_run(self, run_id: int) -> RunInfo | None:
         with self._sessions() as session:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from bot.cli import main
 from bot.core import corpus
 from bot.core.db import make_engine, make_session_factory
 from bot.core.registry import ModelRegistry
+from bot.core.tables import RunMode, RunStatus, RunTrigger, TrainingRun
 
 SERVER = 31337
 
@@ -84,3 +88,44 @@ def test_train_server_refuses_an_unknown_server(
 ) -> None:
     assert main(["train-server", "999", "--config", str(config_file)]) == 2
     assert "no text to learn from" in capsys.readouterr().err
+
+
+def test_train_server_waits_for_a_run_in_another_process(
+    config_file: Path, capsys: pytest.CaptureFixture[str], sqlite_database_url: str
+) -> None:
+    engine = make_engine(sqlite_database_url)
+    sessions = make_session_factory(engine)
+    with sessions() as session, session.begin():
+        corpus.ensure_server(session, 4)
+        other = TrainingRun(
+            server_id=4,
+            trigger=RunTrigger.ADMIN,
+            mode=RunMode.SCRATCH,
+            arch="gru",
+            status=RunStatus.RUNNING,
+        )
+        session.add(other)
+        session.flush()
+        other_id = other.id
+
+    def the_bot_finishes_its_run() -> None:
+        with sessions() as session, session.begin():
+            row = session.get_one(TrainingRun, other_id)
+            row.status, row.finished_at = RunStatus.SUCCEEDED, datetime.now(UTC)
+
+    timer = threading.Timer(1.0, the_bot_finishes_its_run)
+    timer.start()
+    try:
+        status = main(
+            ["train-server", str(SERVER), "--mode", "scratch", "--config", str(config_file)]
+        )
+    finally:
+        timer.join()
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    assert f"waiting for run {other_id} (server 4) to finish" in out.err
+    with sessions() as session:
+        mine = session.scalars(select(TrainingRun).where(TrainingRun.server_id == SERVER)).one()
+        finished = session.get_one(TrainingRun, other_id).finished_at
+        assert mine.started_at is not None and finished is not None and mine.started_at >= finished
+    engine.dispose()
