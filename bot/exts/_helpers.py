@@ -43,10 +43,18 @@ def text_file(text: str, filename: str) -> discord.File:
     return discord.File(io.BytesIO(text.encode("utf-8")), filename=filename)
 
 
-def fitted_send_kwargs(text: str, filename: str = "parrot.txt") -> dict[str, Any]:
-    """`content` (<= 2,000 characters) plus, when the text is longer, a .txt attachment."""
+def fitted_send_kwargs(
+    text: str, *, plain: str | None = None, filename: str = "parrot.txt"
+) -> dict[str, Any]:
+    """`content` (<= 2,000 characters) plus, when `text` is longer, a .txt attachment.
+
+    `plain` is what the attachment holds (e.g. the text without Discord markdown); `text`
+    itself by default.
+    """
     fitted = fit_message(text)
-    attachments = [] if fitted.attachment is None else [text_file(fitted.attachment, filename)]
+    attachments = []
+    if fitted.attachment is not None:
+        attachments.append(text_file(fitted.attachment if plain is None else plain, filename))
     return {"content": fitted.content, "attachments": attachments}
 
 

@@ -81,7 +81,9 @@ async def stream_into_response(
                 partial = "…" + partial[-(DISCORD_MESSAGE_LIMIT - 1) :]
             await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
     final = replace(shown, continuation=shown.continuation + sampled)
-    kwargs = fitted_send_kwargs(generation_text(final.options.prompt, final.continuation))
+    kwargs = fitted_send_kwargs(
+        generation_text(final.options.prompt, final.continuation), plain=final.full_text
+    )
     if view is not None:
         kwargs["view"] = view
     await interaction.edit_original_response(**kwargs, allowed_mentions=NO_MENTIONS)
