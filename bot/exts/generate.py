@@ -16,6 +16,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.core.errors import InvalidInput
 from bot.core.inputs import (
     LENGTH_MAX,
     LENGTH_MIN,
@@ -39,6 +40,8 @@ from bot.render import DISCORD_MESSAGE_LIMIT, generation_text
 from bot.tree import reply_with_error
 
 EDIT_INTERVAL_SECONDS = 1.0
+# Continue stops here: past this a message is a book, and each click re-uploads all of it.
+MAX_CONTINUED_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ class GenerationView(discord.ui.View):
 
     @discord.ui.button(label="Continue", style=discord.ButtonStyle.secondary, emoji="➡️")
     async def continue_(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+        if len(self.shown.full_text) >= MAX_CONTINUED_CHARS:
+            raise InvalidInput("This text is long enough already: start a new one with /generate.")
         # Re-prime with the tail of the text so far: the model only needs recent context.
         prime = self.shown.full_text[-PROMPT_MAX_CHARS:]
         options = replace(self.shown.options, prompt=prime, seed=None)
