@@ -83,6 +83,8 @@ class BotMessages:
                     "authorizing_integration_owners", {}
                 ),
             }
+            if "message" in handle.payload:  # a component interaction
+                metadata["interacted_message_id"] = handle.payload["message"]["id"]
         message = build_message(
             message_id=fake.ids.next_id(),
             channel=channel,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tests.fakediscord.entities import FakeChannel, FakeGuild, FakeMember, FakeRole, FakeUser
-from tests.fakediscord.messages import StoredAttachment
+from tests.fakediscord.messages import StoredAttachment, iter_components
 from tests.fakediscord.records import SentMessage
 
 if TYPE_CHECKING:
@@ -344,15 +344,6 @@ def _check_scalar(option: Payload, value: Any) -> None:
                 f"option {name!r} value {value} outside {low}..{high} "
                 "(pass enforce_constraints=False to send it anyway)"
             )
-
-
-def iter_components(components: list[Payload]) -> Iterator[Payload]:
-    """Every component in a message's component tree, depth first (rows, sections, ...)."""
-    for component in components:
-        yield component
-        for key in ("components", "accessory"):
-            child = component.get(key)
-            yield from iter_components([child] if isinstance(child, dict) else child or [])
 
 
 def find_component(components: list[Payload], custom_id: str) -> Payload | None:

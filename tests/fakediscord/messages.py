@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,16 +35,61 @@ class StoredAttachment:
     description: str | None = None
 
     def payload(self) -> Payload:
-        return {
+        data: Payload = {
             "id": str(self.id),
             "filename": self.filename,
-            "description": self.description,
             "content_type": self.content_type,
             "size": len(self.data),
             "url": self.url,
             "proxy_url": self.url,
             "ephemeral": False,
         }
+        if self.description is not None:
+            data["description"] = self.description
+        return data
+
+
+SELECT_TYPES = (3, 5, 6, 7, 8)  # string, user, role, mentionable and channel selects
+
+
+def stored_components(components: list[Payload] | None) -> list[Payload]:
+    """Components as Discord returns them: every one numbered (`id`, depth first, from 1,
+    unless the bot chose one), selects with their default `min_values`/`max_values`, and
+    unicode emoji without an `id`."""
+    next_id = 1
+    taken = {c["id"] for c in iter_components(components or []) if isinstance(c.get("id"), int)}
+
+    def normalise(component: Payload) -> Payload:
+        nonlocal next_id
+        result = dict(component)
+        if not isinstance(result.get("id"), int):
+            while next_id in taken:
+                next_id += 1
+            result["id"] = next_id
+            taken.add(next_id)
+        emoji = result.get("emoji")
+        if isinstance(emoji, dict) and emoji.get("id") is None:
+            # A unicode emoji comes back without an id (discord.py sends "id": null).
+            result["emoji"] = {k: v for k, v in emoji.items() if k != "id"}
+        if result.get("type") in SELECT_TYPES:
+            result.setdefault("min_values", 1)
+            result.setdefault("max_values", 1)
+        if isinstance(result.get("components"), list):
+            result["components"] = [normalise(child) for child in result["components"]]
+        if isinstance(result.get("accessory"), dict):
+            result["accessory"] = normalise(result["accessory"])
+        return result
+
+    return [normalise(component) for component in components or []]
+
+
+def iter_components(components: list[Payload]) -> Iterator[Payload]:
+    """Every component in a message's component tree, depth first (rows, sections, ...)."""
+    for component in components:
+        yield component
+        for key in ("components", "accessory"):
+            child = component.get(key)
+            yield from iter_components([child] if isinstance(child, dict) else child or [])
 
 
 def build_message(
@@ -81,7 +127,7 @@ def build_message(
         "mention_roles": ROLE_MENTION.findall(content),
         "attachments": [attachment.payload() for attachment in attachments or []],
         "embeds": list(embeds or []),
-        "components": list(components or []),
+        "components": stored_components(components),
         "pinned": False,
         "type": message_type,
         "flags": flags,
@@ -118,9 +164,10 @@ def apply_edit(
             if uid in users
         ]
         message["mention_everyone"] = bool(EVERYONE_MENTION.search(content))
-    for key in ("embeds", "components"):
-        if key in edit:
-            message[key] = list(edit[key] or [])
+    if "embeds" in edit:
+        message["embeds"] = list(edit["embeds"] or [])
+    if "components" in edit:
+        message["components"] = stored_components(edit["components"])
     if "flags" in edit and edit["flags"] is not None:
         # Only SUPPRESS_EMBEDS may change on edit; ephemeral stays as it was.
         message["flags"] = (message["flags"] & EPHEMERAL_FLAG) | (edit["flags"] & ~EPHEMERAL_FLAG)

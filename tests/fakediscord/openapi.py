@@ -190,6 +190,32 @@ class OpenApiValidator:
         problems.extend(violation(f"body: {message}") for message in self._errors(pointer, body))
         return problems
 
+    def validate_response(self, method: str, path: str, status: int, body: Any) -> list[str]:
+        """Problems with a JSON response the fake gives, per the spec's response schema.
+
+        Used to keep the fake honest: its objects must look like Discord's.
+        """
+        matched = self.match(path)
+        if matched is None:
+            return []
+        template, _ = matched
+        operation = self._spec["paths"][template].get(method.lower())
+        if operation is None:
+            return []
+        response = operation.get("responses", {}).get(str(status))
+        if response is None:
+            return [f"status {status} is not a documented response"]
+        if "$ref" in response:
+            name = str(response["$ref"]).rsplit("/", 1)[-1]
+            base = ("components", "responses", name)
+            response = self._spec["components"]["responses"][name]
+        else:
+            base = ("paths", template, method.lower(), "responses", str(status))
+        if "application/json" not in response.get("content", {}):
+            return [] if body is None else ["documented without a JSON body"]
+        pointer = _json_pointer(*base, "content", "application/json", "schema")
+        return self._errors(pointer, body)
+
     def _errors(self, pointer: str, instance: Any) -> list[str]:
         validator = _validator_for(self.spec_path, pointer)
         error = jsonschema.exceptions.best_match(validator.iter_errors(instance))

@@ -116,6 +116,11 @@ class RestApi:
             fake.internal_errors.append(f"{recorded.method} {path}: {error!r}")
             status, body = 500, {"code": 0, "message": f"fake Discord crashed: {error!r}"}
         recorded.status, recorded.response = status, body
+        if status < 300:
+            fake.internal_errors.extend(
+                f"{request.method} {path} answered {status} with a body that breaks the spec: {problem}"
+                for problem in fake.validator.validate_response(request.method, path, status, body)
+            )
         fake.notify_change()
         if body is None:
             return web.Response(status=status)

@@ -62,6 +62,11 @@ class CommandRoutes:
         command.setdefault("options", [])
         command.setdefault("default_member_permissions", None)
         command.setdefault("nsfw", False)
+        if isinstance(command["default_member_permissions"], int):
+            # Accepted as an integer, always returned as a string.
+            command["default_member_permissions"] = str(command["default_member_permissions"])
+        if command.get("integration_types") is None:
+            command["integration_types"] = [0]  # Discord's default: installed to servers
         command["id"] = previous["id"] if previous else str(self.fake.ids.next_id())
         command["application_id"] = str(self.fake.application_id)
         command["version"] = str(self.fake.ids.next_id())

@@ -167,7 +167,11 @@ class InteractionRoutes:
                 response_message_loading=bool(message["flags"] & LOADING_FLAG),
                 response_message_ephemeral=bool(message["flags"] & EPHEMERAL_FLAG),
             )
-            if callback_type != CallbackType.DEFERRED_UPDATE_MESSAGE:
+            # The spec's resource union has message responses for types 4 and 7 only.
+            if callback_type in (
+                CallbackType.CHANNEL_MESSAGE_WITH_SOURCE,
+                CallbackType.UPDATE_MESSAGE,
+            ):
                 result["resource"] = {"type": callback_type, "message": message}
         return 200, result
 

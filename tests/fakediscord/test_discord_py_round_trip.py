@@ -41,7 +41,11 @@ class RegenerateView(discord.ui.View):
     def __init__(self) -> None:
         super().__init__(timeout=60)
 
-    @discord.ui.button(label="Regenerate", custom_id="test:regenerate")
+    @discord.ui.button(
+        label="Regenerate",
+        custom_id="test:regenerate",
+        emoji="\N{ANTICLOCKWISE DOWNWARDS AND UPWARDS OPEN CIRCLE ARROWS}",
+    )
     async def regenerate(
         self, interaction: discord.Interaction, button: discord.ui.Button[RegenerateView]
     ) -> None:
@@ -90,6 +94,7 @@ def make_bot(seen: Seen, *, message_content: bool = True) -> commands.Bot:
         await interaction.edit_original_response(content="done slowly", allowed_mentions=quiet)
 
     @bot.tree.command(description="Defer, then edit in a burst")
+    @app_commands.default_permissions(manage_guild=True)
     async def burst(interaction: discord.Interaction) -> None:
         await interaction.response.defer()
         for step in range(4):
@@ -224,6 +229,8 @@ async def test_command_sync_is_recorded(world: World) -> None:
         assert corpus is not None
         assert {o["name"] for o in corpus["options"]} == {"upload", "channel-add"}
         assert corpus["default_member_permissions"] is None
+        burst = world.fake.registered_command("burst")
+        assert burst is not None and burst["default_member_permissions"] == "32"  # a string
         assert len(world.fake.requests_to("PUT", "/applications/")) == 1
 
 
