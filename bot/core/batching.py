@@ -103,22 +103,17 @@ class GuardedBatchSampler(BatchSampler):
 
     def _exclude_copying_chars(self) -> None:
         assert self.verbatim is not None
+        guards = self._guards
+        # The binary searches only for rows that may be copying (see CopyGuard.risky).
         positions: list[int] = []
-        guards: list[CopyGuard] = []
+        bases: list[int] = []
         for position, row in enumerate(self._rows):
-            guard = self._guards.get(row.handle)
-            if guard is not None and guard.armed:
+            guard = guards[row.handle]
+            if guard.risky:
                 positions.append(position)
-                guards.append(guard)
+                bases.append(guard.candidate_base)
         if not positions:
             return
-        # One bit test per row first; the binary searches only for rows that may be copying.
-        prefixes = np.array([guard.prefix_hash for guard in guards], dtype=np.uint64)
-        risky = np.flatnonzero(self.verbatim.at_risk(prefixes)).tolist()
-        if not risky:
-            return
-        positions = [positions[r] for r in risky]
-        bases = [guards[r].candidate_base for r in risky]
         candidates = np.array(bases, dtype=np.uint64)[:, None] + self._candidate_codes  # [R, V]
         copying = self.verbatim.contains(candidates)  # [R, V] bool
         copying[:, 0] = False

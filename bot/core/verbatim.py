@@ -74,7 +74,7 @@ def _window_hashes(codes: U64Array, window: int) -> U64Array:
 
 
 # Two bit positions per prefix, from the top bits of two multiplicative mixes of its hash.
-_FILTER_MIXERS = (np.uint64(0xD6E8FEB86659FD93), np.uint64(0xA0761D6478BD642F))
+_FILTER_MIXERS_INT = (0xD6E8FEB86659FD93, 0xA0761D6478BD642F)
 
 
 def _filter_bits(windows: int) -> int:
@@ -83,7 +83,8 @@ def _filter_bits(windows: int) -> int:
 
 
 def _filter_positions(prefix_hashes: U64Array, shift: np.uint64) -> list[U64Array]:
-    return [(prefix_hashes * mixer) >> shift for mixer in _FILTER_MIXERS]
+    """Bit positions of many prefixes at once (building); `may_continue` does one in Python."""
+    return [(prefix_hashes * np.uint64(mixer)) >> shift for mixer in _FILTER_MIXERS_INT]
 
 
 class VerbatimIndex:
@@ -93,7 +94,7 @@ class VerbatimIndex:
     prefixes: a row whose last `span` characters are not a prefix of any window cannot
     complete a copy with any next character, so the sampler skips it after two bit tests
     and only runs the binary searches (cache misses in a large array) for the rows that
-    might be copying (`at_risk`).
+    might be copying (`may_continue`).
     """
 
     def __init__(self, hashes: U64Array, span: int, prefix_filter: npt.NDArray[np.uint8]) -> None:
@@ -104,7 +105,8 @@ class VerbatimIndex:
             raise ValueError("the prefix filter's size must be a power of two bytes")
         self.hashes = hashes
         self.prefix_filter = prefix_filter
-        self._filter_shift = np.uint64(64 - bits)
+        self._filter_shift = 64 - bits
+        self._filter_view = prefix_filter.data  # a memoryview: fast int indexing, no copy
         self.span = span
         self.window = span + 1
         # base**span: what the oldest character of a full window weighs, to drop it when rolling.
@@ -145,15 +147,18 @@ class VerbatimIndex:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def at_risk(self, prefix_hashes: U64Array) -> npt.NDArray[np.bool_]:
-        """For each hash of a row's last `span` chars: could any next char complete a copy?
+    def may_continue(self, prefix_hash: int) -> bool:
+        """Could some next character complete a copy after a row's last `span` characters?
 
-        False is certain; True may be a false hit (then `contains` decides)."""
-        risky = np.ones(prefix_hashes.shape, dtype=np.bool_)
-        for position in _filter_positions(prefix_hashes, self._filter_shift):
-            byte = self.prefix_filter[position >> np.uint64(3)]
-            risky &= ((byte >> (position & np.uint64(7)).astype(np.uint8)) & 1).astype(np.bool_)
-        return risky
+        `prefix_hash` is their hash (`CopyGuard.prefix_hash`). False is certain; True may be
+        a false hit (about 1%: then `contains` decides). Plain Python on purpose: for the
+        few rows of one step it is several times cheaper than numpy's per-call overhead."""
+        view, shift = self._filter_view, self._filter_shift
+        for mixer in _FILTER_MIXERS_INT:
+            position = ((prefix_hash * mixer) & MASK) >> shift
+            if not (view[position >> 3] >> (position & 7)) & 1:
+                return False
+        return True
 
     def contains(self, hashes: U64Array) -> npt.NDArray[np.bool_]:
         """For each window hash, whether that window occurs in the indexed text."""
@@ -272,17 +277,16 @@ class CopyGuard:
         self._drop_weight = index.drop_weight
         self._recent: deque[int] = deque()  # codes of the last `span` characters, oldest first
         self._prefix_hash = 0  # hash of `_recent`
+        self._may_continue = index.may_continue
+        # Whether some next character could complete a copy (kept by push(): the batch
+        # sampler reads it for every row at every step, so it must be a plain attribute).
+        self.risky = False
         for char in context[-index.span :]:
             self.push(char)
 
     @property
-    def armed(self) -> bool:
-        """Whether one more character can complete a full (span + 1)-character window."""
-        return len(self._recent) == self._span
-
-    @property
     def prefix_hash(self) -> int:
-        """Hash of the last `span` characters (see `VerbatimIndex.at_risk`)."""
+        """Hash of the last `span` characters (see `VerbatimIndex.may_continue`)."""
         return self._prefix_hash
 
     @property
@@ -294,7 +298,7 @@ class CopyGuard:
         return self.index.extend(self._prefix_hash, char_code(char))
 
     def would_copy(self, char: str) -> bool:
-        if not self.armed or not self.index.at_risk(np.array([self._prefix_hash], np.uint64))[0]:
+        if not self.risky:
             return False
         probe = np.array([self.candidate_hash(char)], dtype=np.uint64)
         return bool(self.index.contains(probe)[0])
@@ -308,3 +312,4 @@ class CopyGuard:
             window_hash = (window_hash - recent.popleft() * self._drop_weight) & MASK
         recent.append(code)
         self._prefix_hash = window_hash
+        self.risky = len(recent) == self._span and self._may_continue(window_hash)
