@@ -46,6 +46,7 @@ from tests.fakediscord.messages import StoredAttachment, build_message
 from tests.fakediscord.openapi import OpenApiValidator, SpecViolation
 from tests.fakediscord.ratelimits import RateLimiter
 from tests.fakediscord.records import MessageKind, RecordedRequest, SentMessage
+from tests.fakediscord.rest import RestApi
 from tests.fakediscord.snowflakes import SnowflakeFactory, iso_now
 
 Payload = dict[str, Any]
@@ -117,8 +118,6 @@ class FakeDiscord:
 
     async def start(self) -> None:
         """Listen on a random 127.0.0.1 port."""
-        from tests.fakediscord.rest import RestApi
-
         app = web.Application(client_max_size=ATTACHMENT_SIZE_LIMIT * 11)
         rest = RestApi(self)
         app.router.add_get("/gateway", self.gateway.handle)
@@ -586,7 +585,7 @@ class FakeDiscord:
         if sent.interaction_id is not None:
             handle = self.interactions.get(sent.interaction_id)
             if handle is not None:
-                if sent.kind in (MessageKind.ORIGINAL_EDIT,):
+                if sent.kind == MessageKind.ORIGINAL_EDIT:
                     handle.edits.append(sent)
                 elif sent.kind == MessageKind.FOLLOWUP:
                     handle.followups.append(sent)
