@@ -85,6 +85,7 @@ class BotMessages:
             }
             if "message" in handle.payload:  # a component interaction
                 metadata["interacted_message_id"] = handle.payload["message"]["id"]
+        reference, replied = self._reference(channel, data.get("message_reference"))
         message = build_message(
             message_id=fake.ids.next_id(),
             channel=channel,
@@ -96,15 +97,37 @@ class BotMessages:
             embeds=data.get("embeds"),
             components=data.get("components"),
             flags=flags,
-            message_type=message_type,
+            message_type=MessageType.REPLY if reference else message_type,
             webhook_id=fake.application_id if handle is not None else None,
             application_id=fake.application_id if handle is not None else None,
             interaction_metadata=metadata,
+            reference=reference,
         )
+        if reference is not None:
+            message["referenced_message"] = replied
         fake.messages[int(message["id"])] = message
         if not flags & EPHEMERAL_FLAG:
             await fake.dispatch_message_event("MESSAGE_CREATE", message)
         return message
+
+    def _reference(
+        self, channel: FakeChannel, requested: Payload | None
+    ) -> tuple[Payload | None, Payload | None]:
+        """The stored `message_reference` of a reply and the message it replies to."""
+        if not requested or requested.get("type", 0) != 0:
+            return None, None
+        message_id = int(requested.get("message_id") or 0)
+        replied = self.fake.messages.get(message_id)
+        if replied is None and requested.get("fail_if_not_exists", True):
+            raise ApiError(400, 50035, "Invalid Form Body: Unknown message (message_reference)")
+        reference: Payload = {
+            "type": 0,
+            "message_id": str(message_id),
+            "channel_id": str(requested.get("channel_id") or channel.id),
+        }
+        if channel.guild_id is not None:
+            reference["guild_id"] = str(channel.guild_id)
+        return reference, replied
 
     async def edit(
         self, message_id: int | None, data: Payload, files: list[UploadedFile]

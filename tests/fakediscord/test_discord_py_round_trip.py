@@ -810,3 +810,20 @@ async def test_select_menu_choice(world: World) -> None:
         assert response["type"] == CallbackType.CHANNEL_MESSAGE_WITH_SOURCE
         assert choice.content == "picked lstm" and choice.ephemeral
         assert command.content == "which?"  # a new message, the menu's message is unchanged
+
+
+async def test_bot_replies_are_stored_as_replies(world: World) -> None:
+    fake = world.fake
+    seen = world.seen
+    channel = next(iter(world.guild.channels.values()))
+    async with run_bot(make_bot(seen), fake):
+        original = await fake.send_message(
+            channel, fake.add_user("xena"), f"{fake.bot_user.mention} hi"
+        )
+        await fake.wait_for(lambda: len(seen.messages) == 1, what="on_message")
+        await seen.messages[0].reply("hello back", mention_author=False)
+        [sent] = fake.messages_sent(MessageKind.CHANNEL_MESSAGE)
+        reply = fake.messages[sent.message_id or 0]
+        assert reply["message_reference"]["message_id"] == original["id"]
+        assert reply["referenced_message"]["id"] == original["id"]
+        assert sent.allowed_mentions is not None and sent.allowed_mentions["replied_user"] is False
