@@ -56,11 +56,14 @@ def clean_prompt(raw: str) -> str:
             "The start text contains control characters "
             f"({', '.join(sorted({f'U+{ord(c):04X}' for c in controls}))}); remove them and try again."
         )
-    unusable = [c for c in raw if unicodedata.category(c) in ("Cs", "Co", "Cn")]
-    if unusable:
+    # Lone surrogates are not text (they cannot even be encoded as UTF-8). Unassigned and
+    # private-use code points are kept: a newer emoji than this Python's Unicode tables is
+    # unassigned here, and the model maps characters it never saw to <unk> anyway.
+    broken = [c for c in raw if unicodedata.category(c) == "Cs"]
+    if broken:
         raise InvalidInput(
-            "The start text contains unassigned or private-use characters "
-            f"({', '.join(sorted({f'U+{ord(c):04X}' for c in unusable}))}); remove them and try again."
+            "The start text contains broken characters "
+            f"({', '.join(sorted({f'U+{ord(c):04X}' for c in broken}))}); remove them and try again."
         )
     text = "".join(c for c in raw if unicodedata.category(c) != "Cf" or c in _KEPT_FORMAT_CHARS)
     if not text.strip():

@@ -17,7 +17,7 @@ from bot.core.inputs import PROMPT_MAX_CHARS, clean_prompt, generate_options, tr
         ("hello\x07world", "U+0007"),
         ("abc\x1b[31m", "control characters"),
         ("\u200b\u200c\u2060", "empty"),
-        ("private \ue000 use", "private-use"),
+        ("lone \ud800 surrogate", "broken characters"),
     ],
 )
 def test_bad_prompts_are_refused_with_a_reason(raw: str, fragment: str) -> None:
@@ -32,6 +32,9 @@ def test_invisible_characters_are_dropped_but_emoji_joiners_kept() -> None:
     assert clean_prompt(family) == family
     assert clean_prompt("line one\nline\ttwo") == "line one\nline\ttwo"
     assert clean_prompt("日本語 🦜 é") == "日本語 🦜 é"
+    assert (
+        clean_prompt("private \ue000 use, new \U0001face") == "private \ue000 use, new \U0001face"
+    )
 
 
 def test_generate_options_bounds_and_defaults() -> None:
