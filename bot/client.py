@@ -62,6 +62,11 @@ class ParrotBot(commands.AutoShardedBot):
             synced = await self.tree.sync()
             log.info("synced %d slash commands", len(synced))
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        # Parrot has slash commands only: without this, every mention of the bot would be
+        # parsed as a prefix command and logged as "command not found".
+        return
+
     async def on_ready(self) -> None:
         log.info("connected as %s to %d servers", self.user, len(self.guilds))
 
