@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,8 +94,12 @@ def main() -> None:
     model, vocab, source = load_model(args.checkpoint, args.hidden, args.layers, args.arch)
     request = SampleRequest("ROMEO:", max_chars=args.length, temperature=0.8, seed=1)
 
-    sample_batch(model, [request], vocab=vocab)  # warm-up (allocator, oneDNN primitives)
-    ours = timed(lambda: sample_batch(model, [request], vocab=vocab), repeats)
+    sample_batch(
+        model, [request], vocab=vocab, precision=args.precision
+    )  # warm-up (allocator, oneDNN primitives)
+    ours = timed(
+        lambda: sample_batch(model, [request], vocab=vocab, precision=args.precision), repeats
+    )
     plain = timed(lambda: plain_loop(model, vocab, "ROMEO:", args.length), max(3, repeats // 3))
 
     prompts = [
@@ -115,10 +120,13 @@ def main() -> None:
     ]
     start = time.perf_counter()
     for r in requests:
-        sample_batch(model, [r], vocab=vocab)
+        sample_batch(model, [r], vocab=vocab, precision=args.precision)
     sequential = time.perf_counter() - start
     batched = min(
-        timed(lambda: sample_batch(model, requests, vocab=vocab), 2 if not args.quick else 1)
+        timed(
+            lambda: sample_batch(model, requests, vocab=vocab, precision=args.precision),
+            2 if not args.quick else 1,
+        )
     )
     total_chars = args.length * len(requests)
     emit(
@@ -127,6 +135,7 @@ def main() -> None:
             "quick": args.quick,
             "model": source,
             "params": model.param_count,
+            "precision": args.precision,
             "length": args.length,
             "latency_ms": {
                 "p50": round(1000 * percentile(ours, 50), 1),

@@ -31,6 +31,7 @@ from torch import Tensor
 from models.charrnn import CharRNN
 from models.checkpoint import Checkpoint
 from models.errors import InvalidSettingError
+from models.train import Precision, resolve_precision
 from models.vocab import Vocab
 
 MAX_SAMPLE_CHARS = 100_000
@@ -85,7 +86,12 @@ class BatchSampler:
     """A dynamic batch of sampling rows over one model (see the module docstring)."""
 
     def __init__(
-        self, model: CharRNN, vocab: Vocab, device: torch.device | str | None = None
+        self,
+        model: CharRNN,
+        vocab: Vocab,
+        device: torch.device | str | None = None,
+        *,
+        precision: Precision = "fp32",
     ) -> None:
         if len(vocab) != model.config.vocab_size:
             raise InvalidSettingError("the vocabulary does not match the model")
@@ -97,21 +103,33 @@ class BatchSampler:
         if next(model.parameters()).device != self.device:
             self.model = model.to(self.device)
         self._arch = model.config.arch
+        # The single-step path runs on copies of the weights in the step precision. fp32 by
+        # default: on the 2-core EPYC, bf16 costs ~0.001 nats/char but makes a lone row's
+        # step slower (oneDNN's bf16 matrix-vector path) without a clear gain at batch 32
+        # (benchmarks/bench_sampling.py --precision). Every row, alone or batched, goes
+        # through the same path, so batch-mates never change a row's arithmetic.
+        self.precision = resolve_precision(precision, self.device)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        self._dtype = dtype
         rnn = self.model.rnn
+
+        def weight(name: str) -> Tensor:
+            return getattr(rnn, name).detach().to(dtype)
+
         self._layers: list[tuple[Tensor, Tensor, Tensor, Tensor]] = [
             (
-                getattr(rnn, f"weight_ih_l{k}"),
-                getattr(rnn, f"weight_hh_l{k}"),
-                getattr(rnn, f"bias_ih_l{k}"),
-                getattr(rnn, f"bias_hh_l{k}"),
+                weight(f"weight_ih_l{k}"),
+                weight(f"weight_hh_l{k}"),
+                weight(f"bias_ih_l{k}"),
+                weight(f"bias_hh_l{k}"),
             )
             for k in range(model.config.num_layers)
         ]
         # <unk> gets a -inf bias, so it has probability 0 in every distribution.
-        self._head_weight = self.model.head.weight.detach()
-        self._head_bias = self.model.head.bias.detach().clone()
+        self._head_weight = self.model.head.weight.detach().to(dtype)
+        self._head_bias = self.model.head.bias.detach().to(dtype, copy=True)
         self._head_bias[0] = -math.inf
-        self._embed_weight = self.model.embed.weight.detach()
+        self._embed_weight = self.model.embed.weight.detach().to(dtype)
         vocab_size = model.config.vocab_size
         self._rank = torch.arange(vocab_size, device=self.device)[None, :]  # [1, V]
         self._rows: list[_Row] = []  # active rows, in batch order
@@ -144,13 +162,18 @@ class BatchSampler:
             _, _, hidden = self.model(idx[:, :-1]) if idx.size(1) > 1 else (None, None, None)
             # The last prompt character goes through the same single-step path as sampled ones.
             h = (
-                [t[0:1] for t in (hidden[0] if isinstance(hidden, tuple) else hidden)]
+                [
+                    t[0:1].to(self._dtype)
+                    for t in (hidden[0] if isinstance(hidden, tuple) else hidden)
+                ]
                 if hidden is not None
                 else None
             )
-            c = [t[0:1] for t in hidden[1]] if isinstance(hidden, tuple) else None
+            c = [t[0:1].to(self._dtype) for t in hidden[1]] if isinstance(hidden, tuple) else None
             if h is None:
-                zeros = torch.zeros(1, self.model.config.hidden_size, device=self.device)
+                zeros = torch.zeros(
+                    1, self.model.config.hidden_size, device=self.device, dtype=self._dtype
+                )
                 h = [zeros] * self.model.config.num_layers
                 c = [zeros] * self.model.config.num_layers if self._arch == "lstm" else None
             h, c, logits = self._cell_step(idx[0, -1:], h, c)
@@ -357,10 +380,11 @@ def sample_batch(
     *,
     vocab: Vocab | None = None,
     device: torch.device | str = "cpu",
+    precision: Precision = "fp32",
 ) -> list[str]:
     """Sample all requests together; returns each continuation, in request order."""
     model, vocab = _model_and_vocab(source, vocab, device)
-    sampler = BatchSampler(model, vocab, device)
+    sampler = BatchSampler(model, vocab, device, precision=precision)
     handles = [sampler.add(r) for r in requests]
     while sampler.active:
         sampler.step()
@@ -373,10 +397,11 @@ def stream(
     *,
     vocab: Vocab | None = None,
     device: torch.device | str = "cpu",
+    precision: Precision = "fp32",
 ) -> Iterator[str]:
     """Text chunks of one request's continuation, as they are sampled."""
     model, vocab = _model_and_vocab(source, vocab, device)
-    sampler = BatchSampler(model, vocab, device)
+    sampler = BatchSampler(model, vocab, device, precision=precision)
     handle = sampler.add(request)
     while not sampler.done(handle):
         chunk = sampler.step().get(handle, "")

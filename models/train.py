@@ -58,7 +58,7 @@ class TrainConfig:
     max_steps: int | None = None
     eval_interval: int = 100  # steps between validations (also at least every eval_seconds)
     eval_seconds: float = 60.0
-    max_eval_chars: int = 65_536  # validation during training uses at most this much of the split
+    max_eval_chars: int = 131_072  # validation during training uses at most this much of the split
     patience: int = 6  # validations without improvement before stopping early
     seed: int = 1337
     max_vocab: int = DEFAULT_MAX_SIZE
