@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import discord
+import pytest
 from discord import app_commands
+from sqlalchemy import text
 
+from bot.core.db import session_scope
 from bot.core.errors import InvalidInput, ModelNotReady, NotAllowed, OnCooldown
 from bot.tree import GENERIC_FAILURE, error_message
 from models.errors import CheckpointError
+from tests.bot.conftest import World
 
 
 def invoke_error(original: Exception) -> app_commands.CommandInvokeError:
@@ -41,3 +45,18 @@ def test_discord_check_failures() -> None:
 
 def test_unexpected_errors_are_generic_and_logged() -> None:
     assert error_message(invoke_error(ZeroDivisionError())) == (GENERIC_FAILURE, True)
+
+
+async def test_a_real_failure_gets_the_generic_answer_and_is_logged(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Break the database under the bot: a bug-class failure, not a user error.
+    with session_scope(world.services.sessions) as session:
+        session.execute(text("DROP TABLE documents"))
+    handle = await world.fake.invoke_slash(
+        world.guild, world.channel, world.member, "corpus", {}, subcommand="status"
+    )
+    edit = await handle.wait_edit(timeout_s=30)
+    assert edit.content == GENERIC_FAILURE
+    assert handle.ephemeral
+    assert any("unexpected error in corpus status" in r.getMessage() for r in caplog.records)
