@@ -359,7 +359,11 @@ class FakeDiscord:
         reference = None
         if reply_to is not None:
             replied = self._message(reply_to)
-            reference = {"message_id": replied["id"], "channel_id": replied["channel_id"]}
+            reference = {
+                "type": 0,
+                "message_id": replied["id"],
+                "channel_id": replied["channel_id"],
+            }
             if guild is not None:
                 reference["guild_id"] = str(guild.id)
         message = build_message(
