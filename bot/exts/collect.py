@@ -50,7 +50,11 @@ class CollectCog(commands.Cog, name="Collect"):
             return
         if is_age_restricted(message.channel) and not self.services.config.discord.collect_nsfw:
             return
-        settings = await self.services.channel_settings(message.guild.id, message.channel.id)
+        # A thread follows the settings of the channel it belongs to.
+        home = message.channel.parent_id if isinstance(message.channel, discord.Thread) else None
+        settings = await self.services.channel_settings(
+            message.guild.id, home or message.channel.id
+        )
         if settings.collect and message.content:
             await self.services.collect_message(
                 message.guild.id,
