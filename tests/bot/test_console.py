@@ -69,6 +69,7 @@ def run_console(config: Path, stdin: str, timeout: float = 240) -> subprocess.Co
     )
 
 
+@pytest.mark.slow
 def test_console_session_through_stdin(tmp_path: Path, tiny_checkpoint_path: Path) -> None:
     config = write_config(tmp_path, tiny_checkpoint_path)
     script = "\n".join(
@@ -100,6 +101,7 @@ def test_console_session_through_stdin(tmp_path: Path, tiny_checkpoint_path: Pat
     assert (tmp_path / "data" / "console-loss.png").is_file()
 
 
+@pytest.mark.slow
 def test_console_without_a_model_trains_one_and_eof_exits(tmp_path: Path) -> None:
     config = write_config(tmp_path, None)
     result = run_console(config, '/generate start:"to be" length:20\n')  # then EOF
