@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,14 +159,6 @@ def assert_nothing_pings(fake: FakeDiscord) -> None:
 async def world_with_model(world: World, tiny_checkpoint_path: Path) -> World:
     await world.services.install_checkpoint(world.guild.id, tiny_checkpoint_path)
     return world
-
-
-@pytest.fixture
-def no_threads() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 async def wait_for_buttons(world: World, handle: InteractionHandle) -> dict[str, Any]:
