@@ -15,6 +15,7 @@ scheduler, `await close()` stops them, flushes collected messages and closes the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -303,6 +304,8 @@ class ParrotServices:
     # -- corpus --------------------------------------------------------------------------
 
     async def corpus_status(self, server_id: int) -> CorpusStatus:
+        await self.messages.flush()  # count what was collected a moment ago too
+
         def work(session: Session) -> CorpusStatus:
             server = corpus.ensure_server(session, server_id)
             stats = corpus.corpus_stats(session, server_id)
@@ -322,7 +325,7 @@ class ParrotServices:
 
         status = await self._db(work)
         model = await asyncio.to_thread(self.registry.active_model, server_id)
-        return _replace_model(status, model)
+        return dataclasses.replace(status, model=model)
 
     async def set_channel_collect(self, actor: Actor, channel_id: int, enabled: bool) -> None:
         self.require_manager(actor, "choose the channels Parrot learns from")
@@ -499,12 +502,6 @@ class ParrotServices:
         await self.training.cancel(server_id)
         await self._db(lambda s: corpus.purge_server(s, server_id))
         await asyncio.to_thread(self.registry.delete_server, server_id)
-
-
-def _replace_model(status: CorpusStatus, model: ActiveModel | None) -> CorpusStatus:
-    from dataclasses import replace
-
-    return replace(status, model=model)
 
 
 def _update_from_event(event: RunEvent) -> TrainingUpdate:
