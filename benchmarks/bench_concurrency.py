@@ -20,10 +20,12 @@ Prints one JSON object:
   shared machine). Target: <= 10% on /generate (the former is the one checked).
 Every figure is the median over `--repeats` rounds.
 
-The model is the default shape of `bot/core/config.py` (`ModelConfig`) with random weights,
-or `bot/data/shakespeare.ckpt` when it exists (`--checkpoint` to choose another). A random
-model never copies the corpus, so the guard figure is the cost of checking every character
-of every row, which a real model pays too; resampling only happens on an actual copy.
+The model is `bot/data/shakespeare.ckpt` when it exists, with the guard's index built over
+the text it was trained on (`bot/data/tinyshakespeare.txt`), so the guard has real copies to
+refuse; else (or with `--random-weights`) the default shape of `bot/core/config.py`
+(`ModelConfig`) with random weights and an index over `--corpus-chars` of random text (it
+never copies: the figure is then the cost of checking every character of every row).
+`--checkpoint` picks another model.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ from models.checkpoint import Checkpoint, TrainingStats, load_checkpoint, save_c
 from models.sample import SampleRequest
 from models.vocab import Vocab
 
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parent.parent / "bot" / "data" / "shakespeare.ckpt"
+BUNDLED_DATA = Path(__file__).resolve().parent.parent / "bot" / "data"
+BUNDLED_CHECKPOINT = BUNDLED_DATA / "shakespeare.ckpt"
+BUNDLED_CORPUS = BUNDLED_DATA / "tinyshakespeare.txt"  # what the bundled model was trained on
 ALPHABET = string.ascii_letters + string.digits + string.punctuation + " \n"
 PROMPT = "Once upon a time"
 PLAIN, GUARDED = 1, 2  # server ids: the same weights, without and with a verbatim index
@@ -106,6 +110,7 @@ async def run_concurrent(sampler: Sampler, server: int, n: int, chars: int) -> d
         "latency_p50_s": percentile(latencies, 0.50),
         "latency_p95_s": percentile(latencies, 0.95),
         "throughput_chars_per_s": n * chars / wall,
+        "guard_resampled_chars": sum(result.blocked_copies for result in results),
     }
 
 
@@ -169,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint", type=Path, help="default: the bundled one, else random weights"
     )
+    parser.add_argument(
+        "--random-weights", action="store_true", help="the default ModelConfig shape, untrained"
+    )
     parser.add_argument("--chars", type=int, default=300)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument(
@@ -188,9 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         plain_path = Path(tmp) / "plain.ckpt"
-        source = args.checkpoint or (
-            BUNDLED_CHECKPOINT if BUNDLED_CHECKPOINT.exists() and not args.quick else None
-        )
+        bundled = BUNDLED_CHECKPOINT.exists() and not (args.quick or args.random_weights)
+        source = args.checkpoint or (BUNDLED_CHECKPOINT if bundled else None)
         if source is not None:
             plain_path.write_bytes(Path(source).read_bytes())
         else:
@@ -198,7 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = load_checkpoint(plain_path)
         guarded_path = Path(tmp) / "guarded.ckpt"
         guarded_path.write_bytes(plain_path.read_bytes())
-        index = VerbatimIndex.build(corpus_text(checkpoint.vocab.to_list(), args.corpus_chars))
+        if source == BUNDLED_CHECKPOINT and BUNDLED_CORPUS.exists():
+            # The model's own training text: the guard really has copies to refuse.
+            corpus = BUNDLED_CORPUS.read_text(encoding="utf-8")
+            corpus_name = BUNDLED_CORPUS.name
+        else:
+            corpus = corpus_text(checkpoint.vocab.to_list(), args.corpus_chars)
+            corpus_name = "random text"
+        index = VerbatimIndex.build(corpus)
         index.save(index_path_for(guarded_path))
         paths = {PLAIN: plain_path, GUARDED: guarded_path}
         sampler = Sampler(
@@ -234,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         "sequential": plain["sequential"],
         "concurrent": plain["concurrent"],
         "guard": {
-            "corpus_chars": args.corpus_chars,
+            "corpus": corpus_name,
+            "corpus_chars": len(corpus),
             "index_bytes": index.nbytes,
             "concurrent": guarded["concurrent"],
             "sequential": guarded["sequential"],

@@ -69,6 +69,7 @@ class GuardedBatchSampler(BatchSampler):
         self._guards: dict[int, CopyGuard] = {}
         self.blocked: dict[int, int] = {}  # handle -> characters the guard resampled
         self.guard_seconds = 0.0  # time spent in the guard, to measure what it adds to a step
+        self._risky: set[int] = set()  # handles whose next character might complete a copy
         # Every id's hash code, [1, V]; <unk> (id 0) is never sampled and its 0 matches nothing.
         codes = [0, *(char_code(c) for c in vocab.to_list()[1:])]
         self._candidate_codes = np.array([codes], dtype=np.uint64)
@@ -77,11 +78,14 @@ class GuardedBatchSampler(BatchSampler):
         handle = super().add(request)
         self.blocked[handle] = 0
         if self.verbatim is not None:
-            self._guards[handle] = CopyGuard(self.verbatim, request.prompt)
+            guard = self._guards[handle] = CopyGuard(self.verbatim, request.prompt)
+            if guard.risky:
+                self._risky.add(handle)
         return handle
 
     def release(self, handle: int) -> str:
         self._guards.pop(handle, None)
+        self._risky.discard(handle)
         self.blocked.pop(handle, None)
         return super().release(handle)
 
@@ -94,26 +98,26 @@ class GuardedBatchSampler(BatchSampler):
         self.guard_seconds += time.perf_counter() - started
         new_text = super().step()
         started = time.perf_counter()
-        guards = self._guards
+        guards, risky = self._guards, self._risky
+        risky.clear()
         for row in rows:
             if not row.done:  # a row that goes on ends with its new character
-                guards[row.handle].push(row.text[-1])
+                guard = guards[row.handle]
+                guard.push(row.text[-1])
+                if guard.risky:
+                    risky.add(row.handle)
         self.guard_seconds += time.perf_counter() - started
         return new_text
 
     def _exclude_copying_chars(self) -> None:
         assert self.verbatim is not None
-        guards = self._guards
-        # The binary searches only for rows that may be copying (see CopyGuard.risky).
-        positions: list[int] = []
-        bases: list[int] = []
-        for position, row in enumerate(self._rows):
-            guard = guards[row.handle]
-            if guard.risky:
-                positions.append(position)
-                bases.append(guard.candidate_base)
+        if not self._risky:  # most steps: no row can be copying (see CopyGuard.risky)
+            return
+        # The binary searches only for the rows that may be copying.
+        positions = [i for i, row in enumerate(self._rows) if row.handle in self._risky]
         if not positions:
             return
+        bases = [self._guards[self._rows[i].handle].candidate_base for i in positions]
         candidates = np.array(bases, dtype=np.uint64)[:, None] + self._candidate_codes  # [R, V]
         copying = self.verbatim.contains(candidates)  # [R, V] bool
         copying[:, 0] = False
