@@ -123,11 +123,6 @@ class ModelCache(Generic[K, V]):
             entry = self._entries.get(key)
             return None if entry is None else entry.value
 
-    def pins(self, key: K) -> int:
-        with self._lock:
-            entry = self._entries.get(key)
-            return 0 if entry is None else entry.pins
-
     @property
     def total_bytes(self) -> int:
         with self._lock:
