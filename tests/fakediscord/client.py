@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from typing import TypeVar
 
 import discord
 import yarl
@@ -17,6 +18,8 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from tests.fakediscord.server import FakeDiscord
+
+ClientT = TypeVar("ClientT", bound=discord.Client)
 
 # Seconds discord.py waits after the last GUILD_CREATE before firing on_ready; its default
 # of 2 s only matters on real Discord, where GUILD_CREATEs trickle in.
@@ -41,12 +44,12 @@ def pointed_at(fake: FakeDiscord) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def run_bot(
-    client: discord.Client,
+    client: ClientT,
     fake: FakeDiscord,
     *,
     ready_timeout: float = 10.0,
     guild_ready_timeout: float = FAST_GUILD_READY_TIMEOUT,
-) -> AsyncIterator[discord.Client]:
+) -> AsyncIterator[ClientT]:
     """Log `client` in to `fake`, connect the gateway, wait for on_ready, close on exit.
 
     Runs `setup_hook` (so cogs load and a `tree.sync()` there is recorded) exactly as

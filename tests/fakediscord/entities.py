@@ -298,6 +298,14 @@ class FakeGuild:
             "premium_progress_bar_enabled": False,
             "max_members": 500000,
             "max_video_channel_users": 25,
+            "max_stage_video_channel_users": 50,
+            "max_presences": None,
+            "home_header": None,
+            "region": "deprecated",
+            "widget_enabled": False,
+            "widget_channel_id": None,
+            "nsfw": False,
+            "incidents_data": None,
         }
 
     def gateway_payload(self) -> Payload:

@@ -216,6 +216,10 @@ class OpenApiValidator:
         pointer = _json_pointer(*base, "content", "application/json", "schema")
         return self._errors(pointer, body)
 
+    def validate_schema(self, schema_name: str, instance: Any) -> list[str]:
+        """Problems with `instance` as a `components/schemas/<schema_name>` object."""
+        return self._errors(_json_pointer("components", "schemas", schema_name), instance)
+
     def _errors(self, pointer: str, instance: Any) -> list[str]:
         validator = _validator_for(self.spec_path, pointer)
         error = jsonschema.exceptions.best_match(validator.iter_errors(instance))

@@ -297,6 +297,7 @@ class FakeDiscord:
     async def join_guild(self, guild: FakeGuild) -> None:
         """GUILD_CREATE after READY. For a guild the bot has not seen, it was just invited
         (`on_guild_join`); for one it has, this refreshes it (e.g. after adding channels)."""
+        self._check_guild_create(guild)
         payload = guild.gateway_payload()
         if guild.id not in self._announced_guild_ids:
             # Without `unavailable`, the guild is new to the bot rather than back from an outage.
@@ -603,6 +604,20 @@ class FakeDiscord:
                 self.channels.pop(channel_id, None)
         self.guild_commands.pop(guild_id, None)
 
+    def _self_check(self, what: str, schema_name: str, instance: Any) -> None:
+        """Gateway objects the fake sends must look like the spec's REST objects of that kind."""
+        self.internal_errors.extend(
+            f"{what} sent a {schema_name} that breaks the spec: {problem}"
+            for problem in self.validator.validate_schema(schema_name, instance)
+        )
+
+    def _check_guild_create(self, guild: FakeGuild) -> None:
+        self._self_check("GUILD_CREATE", "GuildResponse", guild.payload())
+        for member in guild.members.values():
+            self._self_check("GUILD_CREATE", "GuildMemberResponse", member.payload())
+        for channel in guild.channels.values():
+            self._self_check("GUILD_CREATE", "GuildChannelResponse", channel.payload())
+
     def _sessions_for(self, guild_id: int | None) -> list[GatewaySession]:
         sessions = self.gateway.sessions
         if guild_id is None:
@@ -612,6 +627,7 @@ class FakeDiscord:
     async def dispatch_message_event(self, event: str, message: Payload) -> None:
         """MESSAGE_CREATE/UPDATE with Discord's intent rules: no GUILD_MESSAGES, no event;
         no MESSAGE_CONTENT, empty content unless the bot is mentioned or the author."""
+        self._self_check(event, "MessageResponse", message)
         guild_id = int(message["guild_id"]) if "guild_id" in message else None
         channel = self.channels.get(int(message["channel_id"]))
         if channel is not None and not self.app_permissions_in(channel) & Permission.VIEW_CHANNEL:
@@ -760,6 +776,7 @@ class FakeDiscord:
             },
         )
         for guild in own_guilds:
+            self._check_guild_create(guild)
             self._announced_guild_ids.add(guild.id)
             await session.dispatch("GUILD_CREATE", guild.gateway_payload())
 

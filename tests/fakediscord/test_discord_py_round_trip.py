@@ -827,3 +827,22 @@ async def test_bot_replies_are_stored_as_replies(world: World) -> None:
         assert reply["message_reference"]["message_id"] == original["id"]
         assert reply["referenced_message"]["id"] == original["id"]
         assert sent.allowed_mentions is not None and sent.allowed_mentions["replied_user"] is False
+
+
+async def test_fetch_routes_return_objects_shaped_like_discords(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    yan = fake.add_user("yan")
+    fake.add_member(world.guild, yan, nick="Y")
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        guild = await bot.fetch_guild(world.guild.id)
+        assert guild.name == world.guild.name
+        member = await guild.fetch_member(yan.id)
+        assert member.nick == "Y"
+        fetched_channel = await bot.fetch_channel(channel.id)
+        assert fetched_channel.id == channel.id
+        assert (await bot.fetch_user(yan.id)).name == "yan"
+        assert [c.id for c in await guild.fetch_channels()] == [channel.id]
+        commands_seen = await bot.tree.fetch_commands()
+        assert "ping" in {c.name for c in commands_seen}
+    # The fixture fails the test if any of these answers broke the spec's response schemas.
