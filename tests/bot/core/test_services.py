@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from bot.core import corpus
-from bot.core.config import ParrotConfig
+from bot.core.config import ModelConfig, ParrotConfig
 from bot.core.db import session_scope
 from bot.core.errors import InvalidInput, ModelNotReady, NotAllowed
-from bot.core.services import Actor, ParrotServices
-from tests.bot.conftest import TINY_TRAINING
+from bot.core.services import Actor, ParrotServices, TrainingUpdate
+from tests.bot.conftest import SMALL_TEXT, TINY_TRAINING
 
 SERVER = 4242
 ADMIN = Actor(SERVER, 1, can_manage=True)
@@ -28,6 +30,19 @@ async def services(parrot_config: ParrotConfig) -> AsyncIterator[ParrotServices]
         yield services
     finally:
         await services.close()
+
+
+async def final_update(services: ParrotServices, run_id: int) -> TrainingUpdate:
+    async with asyncio.timeout(180.0):
+        async for update in services.watch_training(run_id):
+            if update.final:
+                return update
+    raise AssertionError(f"run {run_id} ended without a final update")
+
+
+def set_server_arch(services: ParrotServices, arch: str | None) -> None:
+    with session_scope(services.sessions) as session:
+        corpus.ensure_server(session, SERVER).arch = arch
 
 
 def stored_texts(services: ParrotServices) -> list[str]:
@@ -103,3 +118,28 @@ async def test_generation_through_the_real_sampler(
     assert streamed == first  # same seed, same model, same text
     info = await services.model_info(SERVER)
     assert info.loss_history  # from the checkpoint's own statistics
+
+
+async def test_an_omitted_arch_uses_the_server_preference_then_the_config_default(
+    parrot_config: ParrotConfig,
+) -> None:
+    # The config default is not the built-in one ("gru"), so the fallback is seen to read it.
+    config = dataclasses.replace(parrot_config, model=ModelConfig(arch="rnn"))
+    services = ParrotServices.from_config(config, train_overrides=TINY_TRAINING)
+    await services.start()
+    try:
+        await services.upload_document(ADMIN, "corpus.txt", (SMALL_TEXT * 3).encode())
+        set_server_arch(services, "lstm")
+        preferred = await final_update(
+            services, await services.start_training(ADMIN, mode="scratch")
+        )
+        assert (preferred.status, preferred.arch) == ("succeeded", "lstm"), preferred
+        assert (await services.model_info(SERVER)).model.arch == "lstm"
+
+        set_server_arch(services, None)
+        default = await final_update(services, await services.start_training(ADMIN, mode="scratch"))
+        assert (default.status, default.arch) == ("succeeded", "rnn"), default
+        assert {m.arch for m in services.registry.list_models(SERVER)} == {"lstm", "rnn"}
+    finally:
+        await services.close()
+
