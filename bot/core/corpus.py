@@ -78,6 +78,7 @@ __all__ = [
     "add_messages",
     "chars_since_last_success",
     "clean_text",
+    "clear_corpus",
     "corpus_stats",
     "corpus_text",
     "decode_upload",
@@ -289,6 +290,29 @@ def delete_channel_messages(session: Session, server_id: int, channel_id: int) -
     )
     session.flush()
     return rowcount(result)
+
+
+# --- the whole corpus ------------------------------------------------------------------
+
+
+def clear_corpus(session: Session, server_id: int) -> PurgeCounts:
+    """Delete every collected message and uploaded document of a server, in one SAVEPOINT.
+
+    Everything else stays: the server's settings, channels, opt-outs, runs and models.
+    """
+    with session.begin_nested():
+        messages = session.execute(
+            delete(Message)
+            .where(Message.server_id == server_id)
+            .execution_options(synchronize_session=False)
+        )
+        documents = session.execute(
+            delete(Document)
+            .where(Document.server_id == server_id)
+            .execution_options(synchronize_session=False)
+        )
+    session.expire_all()  # ORM objects loaded earlier may show deleted rows
+    return PurgeCounts(messages=rowcount(messages), documents=rowcount(documents))
 
 
 # --- documents -------------------------------------------------------------------------

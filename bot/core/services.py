@@ -26,7 +26,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core import corpus
@@ -37,7 +36,6 @@ from bot.core.db import make_engine, make_session_factory, session_scope, upgrad
 from bot.core.errors import InvalidInput, ModelNotReady, NotAllowed
 from bot.core.inputs import GenerateOptions, TrainArch, TrainMode, generate_options
 from bot.core.registry import ActiveModel, ModelRegistry
-from bot.core.tables import Document, Message
 
 if TYPE_CHECKING:
     from bot.core.sampling import Sampler
@@ -354,19 +352,11 @@ class ParrotServices:
         )
         return document.size_bytes
 
-    async def clear_corpus(self, actor: Actor) -> tuple[int, int]:
+    async def clear_corpus(self, actor: Actor) -> corpus.PurgeCounts:
         """Delete every collected message and uploaded document of the server (models stay)."""
         self.require_manager(actor, "clear the corpus")
         self.messages.discard_server(actor.server_id)
-
-        def work(session: Session) -> tuple[int, int]:
-            messages = session.execute(delete(Message).where(Message.server_id == actor.server_id))
-            documents = session.execute(
-                delete(Document).where(Document.server_id == actor.server_id)
-            )
-            return int(getattr(messages, "rowcount", 0)), int(getattr(documents, "rowcount", 0))
-
-        return await self._db(work)
+        return await self._db(lambda s: corpus.clear_corpus(s, actor.server_id))
 
     # -- models --------------------------------------------------------------------------
 

@@ -62,9 +62,9 @@ class ClearConfirmation(discord.ui.View):
     @discord.ui.button(label="Delete everything", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
         self.stop()
-        messages, documents = await self.cog.services.clear_corpus(self.actor)
+        counts = await self.cog.services.clear_corpus(self.actor)
         await interaction.response.edit_message(
-            content=f"Deleted {messages:,} messages and {documents:,} documents.",
+            content=f"Deleted {counts.messages:,} messages and {counts.documents:,} documents.",
             view=None,
             allowed_mentions=NO_MENTIONS,
         )

@@ -15,8 +15,10 @@ from bot.core import corpus
 from bot.core.corpus import IncomingMessage
 from bot.core.errors import DuplicateUpload, InvalidInput, NotAllowed
 from bot.core.tables import (
+    Channel,
     Document,
     Message,
+    OptOut,
     Server,
 )
 from tests.bot.core.corpus_builders import (
@@ -251,6 +253,40 @@ def test_delete_document(session: Session) -> None:
     assert not corpus.delete_document(session, OTHER_SERVER, document.id)
     assert corpus.delete_document(session, SERVER, document.id)
     assert count(session, Document) == 0
+
+
+# --- the whole corpus ------------------------------------------------------------------
+
+
+def test_clear_corpus_removes_one_servers_text_and_keeps_its_settings(session: Session) -> None:
+    corpus.set_channel_collect(session, SERVER, CHANNEL, True, added_by=ALICE)
+    corpus.opt_out(session, BOB, SERVER)
+    corpus.add_messages(session, SERVER, [msg(1), msg(2), msg(3, channel=20)])
+    corpus.add_messages(session, OTHER_SERVER, [msg(4)])
+    corpus.add_document(session, SERVER, ALICE, "a.txt", b"first upload", 100)
+    corpus.add_document(session, OTHER_SERVER, ALICE, "a.txt", b"first upload", 100)
+    stale = session.get(Message, 1)  # loaded before the clear
+
+    assert corpus.clear_corpus(session, SERVER) == corpus.PurgeCounts(messages=3, documents=1)
+    assert corpus.corpus_text(session, SERVER) == ""
+    assert corpus.corpus_text(session, OTHER_SERVER) == "first upload\nmessage 4\n"
+    assert session.get(Message, 1) is None and stale is not None
+    assert count(session, Server) == 2
+    assert count(session, Channel, Channel.server_id == SERVER) == 1
+    assert count(session, OptOut) == 1
+    assert corpus.clear_corpus(session, SERVER) == corpus.PurgeCounts()  # nothing left
+
+
+def test_clear_corpus_leaves_the_callers_transaction_to_the_caller(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory.begin() as session:
+        corpus.add_messages(session, SERVER, [msg(1), msg(2)])
+    with session_factory() as session:
+        assert corpus.clear_corpus(session, SERVER).messages == 2
+        session.rollback()  # the caller changed its mind: nothing was committed
+    with session_factory() as session:
+        assert count(session, Message) == 2
 
 
 # --- concurrency -------------------------------------------------------------------------

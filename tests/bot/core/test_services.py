@@ -96,7 +96,7 @@ async def test_clear_corpus_and_remove_server(
 ) -> None:
     await services.upload_document(ADMIN, "notes.txt", b"some notes\n")
     model = await services.install_checkpoint(SERVER, tiny_checkpoint_path)
-    assert await services.clear_corpus(ADMIN) == (0, 1)
+    assert await services.clear_corpus(ADMIN) == corpus.PurgeCounts(messages=0, documents=1)
     assert stored_texts(services) == []
     assert (await services.model_info(SERVER)).model.id == model.id  # models stay
     await services.remove_server(SERVER)
