@@ -37,6 +37,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.exts.model_info",
     "bot.exts.privacy",
     "bot.exts.collect",
+    "bot.exts.settings",
 )
 
 

@@ -18,6 +18,7 @@ a server raises `DuplicateUpload`.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ __all__ = [
     "edit_message",
     "ensure_server",
     "export_user",
+    "generate_cooldown_override",
     "is_collecting",
     "is_opted_out",
     "iter_corpus_text",
@@ -102,6 +104,7 @@ __all__ = [
     "set_channel_collect",
     "set_channel_replies",
     "set_collecting",
+    "set_generate_cooldown",
 ]
 
 
@@ -139,6 +142,19 @@ def ensure_server(session: Session, server_id: int, name: str = "") -> Server:
 def set_collecting(session: Session, server_id: int, enabled: bool) -> None:
     """Turn collection on or off for the whole server (channel opt-ins are kept)."""
     ensure_server(session, server_id).collecting = enabled
+    session.flush()
+
+
+def generate_cooldown_override(session: Session, server_id: int) -> float | None:
+    """The server's per-user /generate cooldown in seconds; None: the config's applies."""
+    return session.scalar(select(Server.generate_cooldown_seconds).where(Server.id == server_id))
+
+
+def set_generate_cooldown(session: Session, server_id: int, seconds: float | None) -> None:
+    """Override the per-user /generate cooldown for one server (None: back to the config's)."""
+    if seconds is not None and (not math.isfinite(seconds) or seconds < 0):
+        raise InvalidInput("the cooldown must be a number of seconds, 0 or more")
+    ensure_server(session, server_id).generate_cooldown_seconds = seconds
     session.flush()
 
 

@@ -21,6 +21,8 @@ TEMPERATURE_MIN = 0.1
 TEMPERATURE_MAX = 2.0
 SEED_MIN = 0
 SEED_MAX = 2**31 - 1
+COOLDOWN_SECONDS_MIN = 0
+COOLDOWN_SECONDS_MAX = 3600  # a server's per-user /generate cooldown (/settings cooldown)
 
 TrainMode = Literal["fine-tune", "scratch"]
 TrainArch = Literal["gru", "lstm", "auto"]
@@ -91,6 +93,15 @@ def generate_options(
     if seed is not None and not SEED_MIN <= seed <= SEED_MAX:
         raise InvalidInput(f"seed must be between {SEED_MIN} and {SEED_MAX}.")
     return GenerateOptions(clean_prompt(prompt), length, temperature, seed)
+
+
+def generate_cooldown_seconds(seconds: float) -> float:
+    """A server's per-user /generate cooldown, checked against the bounds."""
+    if not COOLDOWN_SECONDS_MIN <= seconds <= COOLDOWN_SECONDS_MAX:  # False for NaN too
+        raise InvalidInput(
+            f"The cooldown must be between {COOLDOWN_SECONDS_MIN} and {COOLDOWN_SECONDS_MAX} seconds."
+        )
+    return float(seconds)
 
 
 def train_mode(value: str) -> TrainMode:

@@ -34,7 +34,13 @@ from bot.core.config import ParrotConfig
 from bot.core.cooldowns import Cooldowns
 from bot.core.db import make_engine, make_session_factory, session_scope, upgrade_to_head
 from bot.core.errors import InvalidInput, ModelNotReady, NotAllowed
-from bot.core.inputs import GenerateOptions, TrainArch, TrainMode, generate_options
+from bot.core.inputs import (
+    GenerateOptions,
+    TrainArch,
+    TrainMode,
+    generate_cooldown_seconds,
+    generate_options,
+)
 from bot.core.registry import ActiveModel, ModelRegistry
 
 if TYPE_CHECKING:
@@ -128,6 +134,9 @@ class ParrotServices:
         self.messages = MessageBuffer(self._store_messages)
         self._dispose = dispose
         self._channels: dict[int, dict[int, ChannelSettings]] = {}
+        # Per-server /generate cooldown overrides (None: the config's), read once per server
+        # and replaced when an admin changes one, so a /generate never waits on the database.
+        self._generate_cooldowns: dict[int, float | None] = {}
         self._started = False
         self._closed = False
 
@@ -226,9 +235,30 @@ class ParrotServices:
             max_length=generation.max_length,
         )
 
-    def take_generate_cooldown(self, actor: Actor) -> None:
-        """Raise OnCooldown, or record this use (per user and per server)."""
-        self.cooldowns.take_generate(actor.server_id, actor.user_id)
+    async def take_generate_cooldown(self, actor: Actor) -> None:
+        """Raise OnCooldown, or record this use (per user and per server).
+
+        The per-user wait is the server's override (`set_generate_cooldown`), else the
+        config's `generate_per_user_seconds`.
+        """
+        override = await self.generate_cooldown_override(actor.server_id)
+        self.cooldowns.take_generate(actor.server_id, actor.user_id, user_seconds=override)
+
+    async def generate_cooldown_override(self, server_id: int) -> float | None:
+        """The server's per-user /generate cooldown in seconds; None: the config's applies."""
+        if server_id in self._generate_cooldowns:
+            return self._generate_cooldowns[server_id]
+        override = await self._db(lambda s: corpus.generate_cooldown_override(s, server_id))
+        # setdefault: an admin's change made while this read was in flight wins over it.
+        return self._generate_cooldowns.setdefault(server_id, override)
+
+    async def set_generate_cooldown(self, actor: Actor, seconds: float | None) -> None:
+        """Set the server's per-user /generate cooldown (None: back to the config's)."""
+        self.require_manager(actor, "change Parrot's settings")
+        if seconds is not None:
+            seconds = generate_cooldown_seconds(seconds)
+        await self._db(lambda s: corpus.set_generate_cooldown(s, actor.server_id, seconds))
+        self._generate_cooldowns[actor.server_id] = seconds
 
     def _sample_request(self, options: GenerateOptions) -> SampleRequest:
         from models.sample import SampleRequest
@@ -491,6 +521,7 @@ class ParrotServices:
         self.cooldowns.forget_server(server_id)
         await self.training.cancel(server_id)
         await self._db(lambda s: corpus.purge_server(s, server_id))
+        self._generate_cooldowns.pop(server_id, None)  # after the purge: no stale re-read
         await asyncio.to_thread(self.registry.delete_server, server_id)
 
 

@@ -87,7 +87,7 @@ class CollectCog(commands.Cog, name="Collect"):
         actor = Actor(message.guild.id, message.author.id)
         try:
             options = self.services.generate_options(prompt)
-            self.services.take_generate_cooldown(actor)
+            await self.services.take_generate_cooldown(actor)
             async with message.channel.typing():
                 text = await self.services.generate(actor.server_id, options)
         except ParrotError as error:

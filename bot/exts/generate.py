@@ -122,7 +122,7 @@ class GenerationView(discord.ui.View):
     async def _extend(
         self, interaction: discord.Interaction, shown: Generated, options: GenerateOptions
     ) -> None:
-        self.services.take_generate_cooldown(self.shown.actor)
+        await self.services.take_generate_cooldown(self.shown.actor)
         await interaction.response.defer()
         self.last_interaction = interaction
         self.busy = True
@@ -187,7 +187,7 @@ class GenerateCog(ParrotCog, name="Generate"):
     ) -> None:
         actor = actor_from(interaction)
         options = self.services.generate_options(start, length, temperature, seed)
-        self.services.take_generate_cooldown(actor)
+        await self.services.take_generate_cooldown(actor)
         await interaction.response.defer(thinking=True)
         shown = Generated(actor, options)
         view = GenerationView(

@@ -39,7 +39,7 @@ def test_intents_include_message_content() -> None:
 async def test_commands_are_registered_with_bounds(world: World) -> None:
     fake = world.fake
     names = {c["name"] for c in fake.global_commands}
-    assert names == {"generate", "train", "corpus", "model", "privacy"}
+    assert names == {"generate", "train", "corpus", "model", "privacy", "settings"}
     generate = fake.registered_command("generate")
     assert generate is not None
     start = option(generate, "start")
@@ -55,6 +55,11 @@ async def test_commands_are_registered_with_bounds(world: World) -> None:
     assert {c["value"] for c in mode["choices"]} == {"fine-tune", "scratch"}
     arch = option(train, "start", "arch")
     assert {c["value"] for c in arch["choices"]} == {"gru", "lstm", "auto"}
+    settings = fake.registered_command("settings")
+    assert settings is not None
+    assert str(settings["default_member_permissions"]) == str(1 << 5)
+    seconds = option(settings, "cooldown", "seconds")
+    assert (seconds["min_value"], seconds["max_value"], seconds["required"]) == (0, 3600, False)
     assert world.bot.allowed_mentions is not None
     assert world.bot.allowed_mentions.to_dict() == {"parse": []}
 

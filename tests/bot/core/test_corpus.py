@@ -78,6 +78,27 @@ def test_channel_replies_are_configured_separately(session: Session) -> None:
         corpus.set_channel_replies(session, SERVER, CHANNEL, True, 1.5)
 
 
+def test_a_server_can_override_the_generate_cooldown(session: Session) -> None:
+    assert corpus.generate_cooldown_override(session, SERVER) is None  # no row yet
+    corpus.set_generate_cooldown(session, SERVER, 45.0)
+    assert corpus.generate_cooldown_override(session, SERVER) == 45.0
+    assert corpus.generate_cooldown_override(session, OTHER_SERVER) is None
+    corpus.set_generate_cooldown(session, SERVER, 0.0)  # no wait at all is a real setting
+    assert corpus.generate_cooldown_override(session, SERVER) == 0.0
+    corpus.set_generate_cooldown(session, SERVER, None)
+    assert corpus.generate_cooldown_override(session, SERVER) is None
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_a_bad_generate_cooldown_is_refused_and_the_old_one_kept(
+    session: Session, bad: float
+) -> None:
+    corpus.set_generate_cooldown(session, SERVER, 30.0)
+    with pytest.raises(InvalidInput, match="seconds"):
+        corpus.set_generate_cooldown(session, SERVER, bad)
+    assert corpus.generate_cooldown_override(session, SERVER) == 30.0
+
+
 # --- messages --------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import pytest
 from bot.core import corpus
 from bot.core.config import ModelConfig, ParrotConfig
 from bot.core.db import session_scope
-from bot.core.errors import InvalidInput, ModelNotReady, NotAllowed
+from bot.core.errors import InvalidInput, ModelNotReady, NotAllowed, OnCooldown
 from bot.core.services import Actor, ParrotServices, TrainingUpdate
 from tests.bot.conftest import SMALL_TEXT, TINY_TRAINING
 
@@ -143,3 +143,25 @@ async def test_an_omitted_arch_uses_the_server_preference_then_the_config_defaul
     finally:
         await services.close()
 
+
+async def test_a_server_generate_cooldown_overrides_the_configs(services: ParrotServices) -> None:
+    assert services.config.cooldowns.generate_per_user_seconds == 0  # the tests' config
+    await services.take_generate_cooldown(MEMBER)
+    await services.take_generate_cooldown(MEMBER)
+    with pytest.raises(NotAllowed, match="Manage Server"):
+        await services.set_generate_cooldown(MEMBER, 60)
+    for bad in (-1, 3601, float("nan")):
+        with pytest.raises(InvalidInput, match="between 0 and 3600"):
+            await services.set_generate_cooldown(ADMIN, bad)
+    assert await services.generate_cooldown_override(SERVER) is None
+
+    await services.set_generate_cooldown(ADMIN, 60)
+    assert await services.generate_cooldown_override(SERVER) == 60.0
+    with pytest.raises(OnCooldown, match="again in 60s"):
+        await services.take_generate_cooldown(MEMBER)  # measured from the last use
+    await services.take_generate_cooldown(Actor(SERVER + 1, MEMBER.user_id))  # other servers: no
+
+    await services.set_generate_cooldown(ADMIN, None)
+    await services.take_generate_cooldown(MEMBER)
+    with session_scope(services.sessions) as session:
+        assert corpus.generate_cooldown_override(session, SERVER) is None
