@@ -64,7 +64,9 @@ class ModelConfig:
     """Shape of a server's first model (fine-tunes keep the shape of the model they start from)."""
 
     arch: Literal["gru", "lstm", "rnn", "auto"] = "gru"
-    hidden_size: int = 512
+    hidden_size: int = (
+        256  # 2x256 beat 2x512 on quality after 10 min on 2 CPU cores, and samples ~3x faster
+    )
     num_layers: int = 2
     embed_dim: int = 64
     dropout: float = 0.1
