@@ -67,7 +67,7 @@ def _register_train(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p = subparsers.add_parser(
         "train",
         help="train (or fine-tune) a character-level model on a UTF-8 text file",
-        description="Train a character-level GRU/LSTM/RNN on CORPUS.txt (last 10%% held out for validation); "
+        description="Train a character-level GRU/LSTM/RNN on CORPUS.txt (last 10% held out for validation); "
         "the best checkpoint is written atomically to --out.",
     )
     p.add_argument("corpus", type=Path, metavar="CORPUS.txt")
