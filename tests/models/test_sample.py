@@ -176,3 +176,32 @@ def test_lstm_and_rnn_batching(small_text: str) -> None:
 def test_invalid_requests(tiny_checkpoint: Checkpoint, request_: SampleRequest) -> None:
     with pytest.raises(InvalidSettingError):
         _sampler(tiny_checkpoint).add(request_)
+
+
+def test_the_step_path_matches_the_modules_own_forward(small_text: str) -> None:
+    """The hand-written cells (layer 0 from the input-gate table) compute what nn.GRU/LSTM/RNN do."""
+    for arch in ("gru", "lstm", "rnn"):
+        ckpt = train(small_text, tiny_config(arch=arch, max_steps=5, eval_interval=5)).checkpoint
+        model = ckpt.build_model()
+        sampler = BatchSampler(model, ckpt.vocab, precision="fp32")
+        for prompt in ("the quick", "a"):
+            handle = sampler.add(SampleRequest(prompt))
+            position = [row.handle for row in sampler._rows].index(handle)
+            assert sampler._logits is not None
+            with torch.inference_mode():
+                idx = torch.tensor([ckpt.vocab.encode(prompt)])
+                expected = model(idx)[0][0, -1].clone()  # [V]
+                expected[0] = -torch.inf  # <unk> is masked by the sampler
+            torch.testing.assert_close(sampler._logits[position], expected, atol=1e-5, rtol=1e-4)
+        sampler.step()  # one sampled character through the step path, both rows
+        assert sampler.active == 2
+
+
+def test_batch_threads_change_no_text_and_restore_the_setting(tiny_checkpoint: Checkpoint) -> None:
+    requests = [SampleRequest("to be", max_chars=30, seed=i, top_k=i % 3) for i in range(10)]
+    before = torch.get_num_threads()
+    plain = sample_batch(tiny_checkpoint, requests)
+    assert sample_batch(tiny_checkpoint, requests, batch_threads=2) == plain
+    assert torch.get_num_threads() == before
+    with pytest.raises(InvalidSettingError):
+        BatchSampler(tiny_checkpoint.build_model(), tiny_checkpoint.vocab, batch_threads=0)
