@@ -105,7 +105,8 @@ def test_console_session_through_stdin(tmp_path: Path, tiny_checkpoint_path: Pat
 def test_console_without_a_model_trains_one_and_eof_exits(tmp_path: Path) -> None:
     config = write_config(tmp_path, None)
     result = run_console(config, '/generate start:"to be" length:20\n')  # then EOF
-    assert result.returncode == 0, result.stderr
-    assert "No model yet: training one" in result.stdout
-    assert "finished" in result.stdout
-    assert "to be" in result.stdout.split("finished", 1)[1]
+    transcript = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, transcript
+    assert "No model yet: training one" in result.stdout, transcript
+    assert "finished" in result.stdout, transcript
+    assert "to be" in result.stdout.split("finished", 1)[1], transcript
