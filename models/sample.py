@@ -4,11 +4,11 @@
 over the prompt through the full recurrent module) and appends its hidden state and
 next-character logits to the batch; `step()` then samples one character for every active
 row and runs ONE single-step forward for all of them: per layer two `addmm`s on
-pre-transposed copies of the module's weights and ATen's `gru_cell`/`lstm_cell`/
-`rnn_tanh_cell` gate arithmetic op for op, except that layer 0's input gates come from a
-per-character table (embed @ W_ih_l0^T + b_ih_l0, built once per sampler). Rows join between steps and leave when
-they finish (max length or a stop string), so different prompts, prompt lengths and
-settings share the work.
+pre-transposed copies of the module's weights, then ATen's `gru_cell`/`lstm_cell`/
+`rnn_tanh_cell` gate arithmetic op for op (bit-identical to them at batch 32); layer 0's
+input gates come from a per-character table (embed @ W_ih_l0^T + b_ih_l0, built once per
+sampler). Rows join between steps and leave when they finish (max length or a stop
+string), so different prompts, prompt lengths and settings share the work.
 
 Reproducibility: each row draws its random numbers from its own `torch.Generator`
 (seeded by the request, or by a fresh random seed that `seed_of()` reports), and samples
@@ -177,8 +177,7 @@ class BatchSampler:
         ids = self.vocab.encode(request.prompt) or [self._start_id]
         with torch.inference_mode():
             idx = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, T]
-            # Only the recurrent state is needed: skipping the head's logits for every prompt
-            # position saves ~20% of priming, which batches cannot share.
+            # Only the recurrent state is needed: no head logits for every prompt position.
             hidden = self.model.rnn(self.model.embed(idx[:, :-1]))[1] if idx.size(1) > 1 else None
             # The last prompt character goes through the same single-step path as sampled ones.
             h = (
@@ -319,12 +318,12 @@ class BatchSampler:
     def _threads_for_step(self) -> int | None:
         """The thread count for this step's matmuls, or None to keep torch's.
 
-        At batch 32 the step is ~70% matmul and a second thread halves that; a lone row's
-        step is overhead-bound and a second thread only adds synchronisation, so small
-        batches keep the process's setting. Trade-off: the step then occupies more cores,
-        and on a busy machine a preempted thread stalls the whole matmul (measured on the
-        2-core EPYC with other processes running: batch-32 steps became ~2x slower with 2
-        threads than with 1), so this is off unless asked for."""
+        At batch 32 the step is ~70% matmul; a lone row's step is overhead-bound and a
+        second thread only adds synchronisation, so small batches keep the process's
+        setting. Trade-off, measured on the 2-core EPYC (bundled 2x256 model): idle, 2
+        threads took a batch-32 step from 0.89 to 0.63 ms; with other jobs on the second
+        core, a preempted thread stalls every parallel op and the batched run was ~24x
+        slower than on 1 thread. So this is off unless asked for."""
         if self.batch_threads is None or len(self._rows) < BATCH_THREADS_MIN_ROWS:
             return None
         return self.batch_threads
