@@ -85,13 +85,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="fp32")
-    parser.add_argument(
-        "--batch-threads",
-        type=int,
-        default=None,
-        help="BatchSampler(batch_threads=N): torch threads for steps with >= 8 rows "
-        "(the lone request keeps --threads)",
-    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,13 +124,7 @@ def main() -> None:
     sequential = time.perf_counter() - start
     batched = min(
         timed(
-            lambda: sample_batch(
-                model,
-                requests,
-                vocab=vocab,
-                precision=args.precision,
-                batch_threads=args.batch_threads,
-            ),
+            lambda: sample_batch(model, requests, vocab=vocab, precision=args.precision),
             2 if not args.quick else 1,
         )
     )
@@ -149,7 +136,6 @@ def main() -> None:
             "model": source,
             "params": model.param_count,
             "precision": args.precision,
-            "batch_threads": args.batch_threads,
             "length": args.length,
             "latency_ms": {
                 "p50": round(1000 * percentile(ours, 50), 1),

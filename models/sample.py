@@ -37,7 +37,6 @@ from models.vocab import Vocab
 
 MAX_SAMPLE_CHARS = 100_000
 MAX_PROMPT_CHARS = 100_000
-BATCH_THREADS_MIN_ROWS = 8  # see BatchSampler._threads_for_step
 
 
 @dataclass(frozen=True)
@@ -94,14 +93,7 @@ class BatchSampler:
         device: torch.device | str | None = None,
         *,
         precision: Precision = "fp32",
-        batch_threads: int | None = None,
     ) -> None:
-        """`batch_threads`: torch intra-op threads for steps with at least
-        `BATCH_THREADS_MIN_ROWS` rows (set for the step, then restored; None: leave torch's
-        setting alone). Process-wide while the step runs, so use it only where this sampler
-        is the process's only torch user at that moment (see `_threads_for_step`)."""
-        if batch_threads is not None and batch_threads < 1:
-            raise InvalidSettingError("batch_threads must be >= 1")
         if len(vocab) != model.config.vocab_size:
             raise InvalidSettingError("the vocabulary does not match the model")
         self.model = model.eval()
@@ -147,7 +139,6 @@ class BatchSampler:
         self._head_bias = self.model.head.bias.detach().to(dtype, copy=True)
         self._head_bias[0] = -math.inf
         self._hidden_size = model.config.hidden_size
-        self.batch_threads = batch_threads
         vocab_size = model.config.vocab_size
         self._rank = torch.arange(vocab_size, device=self.device)[None, :]  # [1, V]
         self._rows: list[_Row] = []  # active rows, in batch order
@@ -305,30 +296,6 @@ class BatchSampler:
         """
         if not self._rows:
             return {}
-        threads = self._threads_for_step()
-        if threads is None:
-            return self._step()
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            return self._step()
-        finally:
-            torch.set_num_threads(before)
-
-    def _threads_for_step(self) -> int | None:
-        """The thread count for this step's matmuls, or None to keep torch's.
-
-        At batch 32 the step is ~70% matmul; a lone row's step is overhead-bound and a
-        second thread only adds synchronisation, so small batches keep the process's
-        setting. Trade-off, measured on the 2-core EPYC (bundled 2x256 model): idle, 2
-        threads took a batch-32 step from 0.89 to 0.63 ms; with other jobs on the second
-        core, a preempted thread stalls every parallel op and the batched run was ~24x
-        slower than on 1 thread. So this is off unless asked for."""
-        if self.batch_threads is None or len(self._rows) < BATCH_THREADS_MIN_ROWS:
-            return None
-        return self.batch_threads
-
-    def _step(self) -> dict[int, str]:
         rows = self._rows
         with torch.inference_mode():
             settings = self._row_settings()
@@ -463,11 +430,10 @@ def sample_batch(
     vocab: Vocab | None = None,
     device: torch.device | str = "cpu",
     precision: Precision = "fp32",
-    batch_threads: int | None = None,
 ) -> list[str]:
     """Sample all requests together; returns each continuation, in request order."""
     model, vocab = _model_and_vocab(source, vocab, device)
-    sampler = BatchSampler(model, vocab, device, precision=precision, batch_threads=batch_threads)
+    sampler = BatchSampler(model, vocab, device, precision=precision)
     handles = [sampler.add(r) for r in requests]
     while sampler.active:
         sampler.step()

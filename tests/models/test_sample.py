@@ -195,13 +195,3 @@ def test_the_step_path_matches_the_modules_own_forward(small_text: str) -> None:
             torch.testing.assert_close(sampler._logits[position], expected, atol=1e-5, rtol=1e-4)
         sampler.step()  # one sampled character through the step path, both rows
         assert sampler.active == 2
-
-
-def test_batch_threads_change_no_text_and_restore_the_setting(tiny_checkpoint: Checkpoint) -> None:
-    requests = [SampleRequest("to be", max_chars=30, seed=i, top_k=i % 3) for i in range(10)]
-    before = torch.get_num_threads()
-    plain = sample_batch(tiny_checkpoint, requests)
-    assert sample_batch(tiny_checkpoint, requests, batch_threads=2) == plain
-    assert torch.get_num_threads() == before
-    with pytest.raises(InvalidSettingError):
-        BatchSampler(tiny_checkpoint.build_model(), tiny_checkpoint.vocab, batch_threads=0)
