@@ -329,6 +329,18 @@ class ParrotServices:
         async for event in self.training.watch(run_id):
             yield _update_from_event(event)
 
+    def add_training_listener(
+        self, callback: Callable[[TrainingUpdate], None]
+    ) -> Callable[[], None]:
+        """Call `callback` (on the event loop) with every event of the runs this process
+        executes; returns the function that removes it again."""
+
+        def forward(event: RunEvent) -> None:
+            callback(_update_from_event(event))
+
+        self.training.add_event_listener(forward)
+        return lambda: self.training.remove_event_listener(forward)
+
     # -- corpus --------------------------------------------------------------------------
 
     async def corpus_status(self, server_id: int) -> CorpusStatus:

@@ -80,6 +80,13 @@ class TaskTracker:
                 return None
             raise
 
+    def start(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `work` as a tracked task without waiting for it (from a sync callback)."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def cancel_all(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:

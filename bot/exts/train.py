@@ -4,12 +4,18 @@ Manage Server is checked inside the command (the services raise NotAllowed): Dis
 default permissions are only a hint that server owners can change. The response is edited
 with the run's progress at most about once per second; an interaction token lives 15
 minutes, so a run that outlives it reports its result as a plain channel message.
+
+A run nobody follows through an interaction (queued before the bot restarted, or its
+follower cancelled) still reports: the cog listens to every run's events and posts the
+final result to the run's notify channel unless a live follower has that run. Scheduled
+runs have no notify channel and post nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -17,7 +23,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.services import TrainingUpdate
+from bot.core.services import ParrotServices, TrainingUpdate
 from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from
 from bot.plugin import ensure_services
 from bot.render import neutralize_mentions, progress_line
@@ -57,6 +63,21 @@ class TrainCog(ParrotCog, name="Train"):
     # An instance attribute in practice (tests shorten it); Discord's rule is 15 minutes.
     token_lifetime: timedelta = INTERACTION_TOKEN_LIFETIME
 
+    def __init__(self, bot: commands.Bot, services: ParrotServices) -> None:
+        super().__init__(bot, services)
+        # Runs a live `_follow` reports on; the listener leaves their results to it.
+        self._followed: set[int] = set()
+        self._remove_listener: Callable[[], None] | None = None
+
+    async def cog_load(self) -> None:
+        self._remove_listener = self.services.add_training_listener(self._on_training_update)
+
+    async def cog_unload(self) -> None:
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
+        await super().cog_unload()
+
     train = app_commands.Group(
         name="train",
         description="Train this server's model.",
@@ -81,7 +102,13 @@ class TrainCog(ParrotCog, name="Train"):
         run_id = await self.services.start_training(
             actor, mode=mode, arch=arch, notify_channel_id=interaction.channel_id
         )
-        await self.tasks.run(self._follow(interaction, run_id))
+        # Claimed before the next await, so the listener can never see this run's final
+        # event unclaimed and post it a second time.
+        self._followed.add(run_id)
+        try:
+            await self.tasks.run(self._follow(interaction, run_id))
+        finally:
+            self._followed.discard(run_id)
 
     @train.command(name="cancel", description="Stop this server's queued or running run.")
     async def cancel(self, interaction: discord.Interaction) -> None:
@@ -114,7 +141,7 @@ class TrainCog(ParrotCog, name="Train"):
         if datetime.now(UTC) < deadline:
             await self._edit(interaction, text)
             return
-        await self._post_to_channel(interaction, final, text)
+        await self._post_to_channel(final.notify_channel_id or interaction.channel_id, final)
 
     async def _edit(self, interaction: discord.Interaction, text: str) -> None:
         try:
@@ -122,17 +149,22 @@ class TrainCog(ParrotCog, name="Train"):
         except discord.HTTPException as error:
             log.warning("could not edit /train progress: %s", error)
 
-    async def _post_to_channel(
-        self, interaction: discord.Interaction, final: TrainingUpdate, text: str
-    ) -> None:
-        channel_id = final.notify_channel_id or interaction.channel_id
+    def _on_training_update(self, update: TrainingUpdate) -> None:
+        """Every run's events (sync, on the event loop): post results nobody else reports."""
+        if not update.final or update.notify_channel_id is None:
+            return
+        if update.run_id in self._followed:
+            return  # the interaction's follower reports it
+        self.tasks.start(self._post_to_channel(update.notify_channel_id, update))
+
+    async def _post_to_channel(self, channel_id: int | None, final: TrainingUpdate) -> None:
         if channel_id is None:
             return
         channel = self.bot.get_channel(channel_id) or self.bot.get_partial_messageable(channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return
         try:
-            await channel.send(text, allowed_mentions=NO_MENTIONS)
+            await channel.send(describe_update(final), allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             log.warning("could not post the result of run %s: %s", final.run_id, error)
 

@@ -1,12 +1,36 @@
-"""/train through the fake Discord: permission inside the command, progress, completion."""
+"""/train through the fake Discord: permission inside the command, progress, completion,
+and results of runs no interaction follows (queued before a restart)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
-from tests.bot.conftest import SMALL_TEXT, World
+from bot.client import ParrotBot
+from bot.core.config import ParrotConfig
+from bot.core.db import upgrade_to_head
+from bot.core.services import Actor, ParrotServices
+from tests.bot.conftest import (
+    SMALL_TEXT,
+    TINY_TRAINING,
+    World,
+    assert_nothing_pings,
+    make_world_entities,
+)
+from tests.fakediscord import FakeChannel, FakeDiscord, SentMessage, run_bot
 
 NO_PINGS = {"parse": []}
+# Long enough for a second (duplicate) post of the same final event to have arrived.
+DUPLICATE_GRACE_SECONDS = 0.5
+
+
+def channel_results(fake: FakeDiscord, channel: FakeChannel) -> list[SentMessage]:
+    """Run results the bot posted as plain channel messages (not interaction edits)."""
+    return [
+        m
+        for m in fake.messages_sent(channel=channel)
+        if m.interaction_id is None and (m.content or "").startswith("Training run #")
+    ]
 
 
 async def upload_corpus(world: World) -> None:
@@ -51,6 +75,9 @@ async def test_train_shows_progress_then_the_result(world: World) -> None:
     assert len(handle.edits) <= span + 3  # about one progress edit per second at most
     for sent in handle.sent_messages:
         assert sent.allowed_mentions == NO_PINGS
+    await asyncio.sleep(DUPLICATE_GRACE_SECONDS)
+    assert channel_results(world.fake, world.channel) == []  # the edit was the one report
+    assert sum("finished" in (e.content or "") for e in handle.edits) == 1
     model = await world.services.model_info(world.guild.id)
     assert model.model.arch == "gru"
 
@@ -82,6 +109,8 @@ async def test_a_run_outliving_the_token_posts_in_the_channel(world: World) -> N
         what="the result posted in the channel",
     )
     assert not any("finished" in (e.content or "") for e in handle.edits)
+    await asyncio.sleep(DUPLICATE_GRACE_SECONDS)
+    assert len(channel_results(world.fake, world.channel)) == 1
 
 
 async def test_cancel_stops_a_run(world: World) -> None:
@@ -99,3 +128,41 @@ async def test_cancel_stops_a_run(world: World) -> None:
         lambda e: "cancelled" in (e.content or "") or "finished" in (e.content or ""),
         timeout_s=180,
     )
+
+
+async def test_a_run_queued_before_the_bot_started_posts_its_result_once(
+    fake_discord: FakeDiscord, parrot_config: ParrotConfig
+) -> None:
+    guild, channel, admin, _ = make_world_entities(fake_discord)
+    services = ParrotServices.from_config(parrot_config, train_overrides=TINY_TRAINING)
+    # The previous bot process's work: a corpus and a queued /train run, nobody following.
+    await asyncio.to_thread(upgrade_to_head, parrot_config.storage.resolved_database_url)
+    admin_actor = Actor(server_id=guild.id, user_id=admin.id, can_manage=True)
+    await services.upload_document(admin_actor, "corpus.txt", (SMALL_TEXT * 3).encode())
+    run_id = await services.training.enqueue(
+        guild.id, mode="scratch", requested_by=admin.id, notify_channel_id=channel.id
+    )
+    bot = ParrotBot(parrot_config, services=services)
+    async with run_bot(bot, fake_discord):
+        await fake_discord.wait_for(
+            lambda: bool(channel_results(fake_discord, channel)),
+            timeout_s=180,
+            what="the queued run's result in its channel",
+        )
+        await asyncio.sleep(DUPLICATE_GRACE_SECONDS)
+        [posted] = channel_results(fake_discord, channel)
+        assert posted.content is not None
+        assert posted.content.startswith(f"Training run #{run_id} finished: validation ")
+        assert "bits/char" in posted.content and "model is active" in posted.content
+        assert posted.allowed_mentions == NO_PINGS
+    assert_nothing_pings(fake_discord)
+
+
+async def test_a_scheduled_run_posts_nothing(world: World) -> None:
+    await upload_corpus(world)
+    run_id = await world.services.training.enqueue(world.guild.id, trigger="schedule")
+    async for update in world.services.watch_training(run_id):
+        if update.final:
+            break
+    await asyncio.sleep(DUPLICATE_GRACE_SECONDS)
+    assert channel_results(world.fake, world.channel) == []
