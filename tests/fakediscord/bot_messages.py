@@ -74,11 +74,12 @@ class BotMessages:
             flags |= LOADING_FLAG
         metadata = None
         if handle is not None:
+            # In a server the caller is `member.user`; in a DM, `user`.
             member = handle.payload.get("member") or {}
             metadata = {
                 "id": str(handle.id),
                 "type": handle.type,
-                "user": member.get("user"),
+                "user": member.get("user") or handle.payload.get("user"),
                 "authorizing_integration_owners": handle.payload.get(
                     "authorizing_integration_owners", {}
                 ),

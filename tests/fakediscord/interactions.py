@@ -29,6 +29,14 @@ class InteractionType:
     MESSAGE_COMPONENT = 3
 
 
+class InteractionContext:
+    """Where an interaction happened (`context`; a command's `contexts` lists where it may)."""
+
+    GUILD = 0
+    BOT_DM = 1
+    PRIVATE_CHANNEL = 2
+
+
 class CallbackType:
     PONG = 1
     CHANNEL_MESSAGE_WITH_SOURCE = 4

@@ -33,6 +33,7 @@ from tests.fakediscord.entities import (
 from tests.fakediscord.gateway import GatewayConfig, GatewayServer, GatewaySession, Intent
 from tests.fakediscord.interactions import (
     CommandWorld,
+    InteractionContext,
     InteractionHandle,
     InteractionType,
     InvalidInvocation,
@@ -422,7 +423,7 @@ class FakeDiscord:
 
     async def invoke_slash(
         self,
-        guild: FakeGuild,
+        guild: FakeGuild | None,
         channel: FakeChannel,
         user: FakeUser | FakeMember,
         name: str,
@@ -437,14 +438,19 @@ class FakeDiscord:
         The command is looked up in what the bot registered (guild commands first), so
         option types follow the bot's own declaration. `subcommand` may be "group sub".
         Attachment options take `(filename, bytes[, content_type])` or `make_attachment(...)`.
+        `guild=None` runs it in a DM with the bot: `channel` must be `dm_channel(user)`.
         """
         command = self.registered_command(name, guild=guild)
         if command is None:
-            known = sorted(
-                c["name"] for c in [*self.global_commands, *self.guild_commands.get(guild.id, [])]
-            )
+            guild_commands = self.guild_commands.get(guild.id, []) if guild else []
+            known = sorted(c["name"] for c in [*self.global_commands, *guild_commands])
             raise InvalidInvocation(
                 f"/{name} was never registered by the bot (registered: {known})"
+            )
+        if guild is None:
+            plain_user = user.user if isinstance(user, FakeMember) else user
+            return await self._invoke_slash_in_dm(
+                command, channel, plain_user, options, subcommand, enforce_constraints, locale
             )
         member = self.member(guild, user.user if isinstance(user, FakeMember) else user)
         world = CommandWorld(
@@ -458,6 +464,36 @@ class FakeDiscord:
         member = self.member(guild, user.user if isinstance(user, FakeMember) else user)
         payload = self._interaction_payload(
             InteractionType.APPLICATION_COMMAND, guild, channel, member, data, locale
+        )
+        return await self._dispatch_interaction(payload)
+
+    async def _invoke_slash_in_dm(
+        self,
+        command: Payload,
+        channel: FakeChannel,
+        user: FakeUser,
+        options: dict[str, Any] | None,
+        subcommand: str | None,
+        enforce_constraints: bool,
+        locale: str,
+    ) -> InteractionHandle:
+        if channel.type != ChannelType.DM or channel.recipient is not user:
+            raise InvalidInvocation(f"a DM command runs in dm_channel({user.name}), not {channel}")
+        contexts = command.get("contexts")
+        if command.get("dm_permission") is False or (
+            contexts is not None and InteractionContext.BOT_DM not in contexts
+        ):
+            raise InvalidInvocation(f"/{command['name']} is not available in DMs (guild only)")
+        world = CommandWorld(
+            None,
+            lambda resolved_channel: self.permissions_in(resolved_channel, user),
+            self._attachment_factory,
+        )
+        data = build_command_data(
+            command, options or {}, subcommand, world, enforce_constraints=enforce_constraints
+        )
+        payload = self._dm_interaction_payload(
+            InteractionType.APPLICATION_COMMAND, channel, user, data, locale
         )
         return await self._dispatch_interaction(payload)
 
@@ -714,12 +750,40 @@ class FakeDiscord:
             payload["message"] = message
         return payload
 
+    def _dm_interaction_payload(
+        self, kind: int, channel: FakeChannel, user: FakeUser, data: Payload, locale: str
+    ) -> Payload:
+        """A DM interaction: no guild_id/guild/member, the caller as `user`, context 1."""
+        user_payload = user.payload()
+        channel_payload = channel.payload()
+        self._self_check("INTERACTION_CREATE", "UserResponse", user_payload)
+        self._self_check("INTERACTION_CREATE", "PrivateChannelResponse", channel_payload)
+        return {
+            "id": str(self.ids.next_id()),
+            "application_id": str(self.application_id),
+            "type": kind,
+            "data": data,
+            "channel_id": str(channel.id),
+            "channel": channel_payload,
+            "user": user_payload,
+            "token": "itoken-" + secrets.token_urlsafe(24),
+            "version": 1,
+            "app_permissions": str(self.app_permissions_in(channel)),
+            "locale": locale,
+            "entitlements": [],
+            # Discord's docs: the guild-install owner is "0" in a DM with the app's bot user.
+            "authorizing_integration_owners": {"0": "0"},
+            "context": InteractionContext.BOT_DM,
+            "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+        }
+
     async def _dispatch_interaction(self, payload: Payload) -> InteractionHandle:
         handle = InteractionHandle(
             id=int(payload["id"]), token=payload["token"], payload=payload, fake=self
         )
         self.interactions[handle.id] = handle
-        await self.dispatch("INTERACTION_CREATE", payload, guild_id=int(payload["guild_id"]))
+        guild_id = int(payload["guild_id"]) if "guild_id" in payload else None
+        await self.dispatch("INTERACTION_CREATE", payload, guild_id=guild_id)
         return handle
 
     async def _component_interaction(

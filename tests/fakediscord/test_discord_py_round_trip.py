@@ -846,3 +846,19 @@ async def test_fetch_routes_return_objects_shaped_like_discords(world: World) ->
         commands_seen = await bot.tree.fetch_commands()
         assert "ping" in {c.name for c in commands_seen}
     # The fixture fails the test if any of these answers broke the spec's response schemas.
+
+
+async def test_slash_command_in_a_dm(world: World) -> None:
+    fake = world.fake
+    lee = fake.add_user("lee")
+    async with run_bot(make_bot(world.seen), fake):
+        interaction = await fake.invoke_slash(
+            None, fake.dm_channel(lee), lee, "ping", {"text": "dm"}
+        )
+        response = await interaction.wait_response()
+        assert response["data"]["content"] == "pong dm"
+        assert "guild_id" not in interaction.payload and "member" not in interaction.payload
+        assert interaction.payload["user"]["id"] == str(lee.id)
+        assert interaction.payload["channel"]["type"] == 1
+        with pytest.raises(InvalidInvocation):  # a DM command runs in the caller's DM channel
+            await fake.invoke_slash(None, next(iter(world.guild.channels.values())), lee, "ping")
