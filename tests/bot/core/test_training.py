@@ -30,22 +30,12 @@ from bot.core.training import RESTART_REASON, SHUTDOWN_REASON, RunEvent, Trainin
 from bot.core.verbatim import VerbatimIndex, index_path_for
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.train import TrainConfig, train
+from tests.bot.conftest import TINY_TRAINING
 
 SERVER_A = 1001
 SERVER_B = 1002
-TINY: dict[str, Any] = {
-    "embed_dim": 16,
-    "hidden_size": 32,
-    "num_layers": 1,
-    "dropout": 0.0,
-    "seq_len": 32,
-    "batch_size": 8,
-    "eval_interval": 5,
-    "warmup_steps": 2,
-    "max_eval_chars": 2_000,
-    "num_threads": 1,
-    "device": "cpu",
-}
+# The bot tests' tiny model, without their step budget (each test here sets its own).
+TINY: dict[str, Any] = {k: v for k, v in TINY_TRAINING.items() if k != "max_steps"}
 QUICK = {**TINY, "max_steps": 15}
 ENDLESS = {**TINY, "max_steps": 1_000_000, "max_minutes": 5.0}  # stopped by the test
 UNIQUE_SENTENCE = "the parrot memorised this sentence of forty two characters or so"
