@@ -506,9 +506,15 @@ class ParrotServices:
         author_id: int,
         content: str,
         created_at: datetime | None = None,
+        settings_channel_id: int | None = None,
     ) -> bool:
-        """Buffer a message for storage when its channel is opted in; returns whether it was."""
-        if not (await self.channel_settings(server_id, channel_id)).collect:
+        """Buffer a message for storage when its channel is opted in; returns whether it was.
+
+        `settings_channel_id` is the channel whose opt-in applies when it is not
+        `channel_id` itself (a thread follows its parent channel).
+        """
+        settings = await self.channel_settings(server_id, settings_channel_id or channel_id)
+        if not settings.collect:
             return False
         incoming = corpus.IncomingMessage(message_id, channel_id, author_id, content, created_at)
         await self.messages.add(server_id, incoming)

@@ -52,9 +52,8 @@ class CollectCog(commands.Cog, name="Collect"):
             return
         # A thread follows the settings of the channel it belongs to.
         home = message.channel.parent_id if isinstance(message.channel, discord.Thread) else None
-        settings = await self.services.channel_settings(
-            message.guild.id, home or message.channel.id
-        )
+        settings_channel_id = home or message.channel.id
+        settings = await self.services.channel_settings(message.guild.id, settings_channel_id)
         if settings.collect and message.content:
             await self.services.collect_message(
                 message.guild.id,
@@ -63,6 +62,7 @@ class CollectCog(commands.Cog, name="Collect"):
                 author_id=message.author.id,
                 content=message.content,
                 created_at=message.created_at,
+                settings_channel_id=settings_channel_id,
             )
         if settings.replies and self._wants_reply(message, settings.reply_chance):
             await self._reply(message)

@@ -81,6 +81,20 @@ async def test_collection_follows_channel_settings(services: ParrotServices) -> 
     assert stored_texts(services) == ["kept, edited"]
 
 
+async def test_thread_messages_follow_their_parent_channel(services: ParrotServices) -> None:
+    await services.set_channel_collect(ADMIN, 10, True)
+    assert await services.collect_message(
+        SERVER,
+        message_id=7,
+        channel_id=77,
+        author_id=2,
+        content="in a thread",
+        settings_channel_id=10,
+    )
+    await services.messages.flush()
+    assert stored_texts(services) == ["in a thread"]
+
+
 async def test_privacy_export_and_forget(services: ParrotServices) -> None:
     await services.set_channel_collect(ADMIN, 10, True)
     await services.collect_message(SERVER, message_id=5, channel_id=10, author_id=2, content="hi")
