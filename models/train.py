@@ -20,7 +20,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -458,8 +458,3 @@ def evaluate(
         precision=resolve_precision(precision, dev),
     )
     return EvalResult(nats_per_char=nats, bits_per_char=nats / LN2, chars=count)
-
-
-def with_budget(config: TrainConfig, *, minutes: float | None, steps: int | None) -> TrainConfig:
-    """The same config with another budget (helper for the CLI and the worker)."""
-    return replace(config, max_minutes=minutes, max_steps=steps)
