@@ -386,7 +386,7 @@ class ParrotServices:
         self._channels.pop(actor.server_id, None)
 
     async def upload_document(self, actor: Actor, filename: str, data: bytes) -> int:
-        """Store an uploaded .txt file; returns its length in characters."""
+        """Store an uploaded .txt file; returns its size in bytes."""
         self.require_manager(actor, "upload text")
         limit = self.config.storage.max_upload_bytes
         document = await self._db(
