@@ -166,12 +166,7 @@ def set_channel_collect(
     added_by: int | None = None,
 ) -> Channel:
     """Opt a channel in (or out) of collection. Opting out keeps what was collected."""
-    check_snowflake(channel_id, "channel id")
-    ensure_server(session, server_id)
-    channel = session.get(Channel, (server_id, channel_id))
-    if channel is None:
-        channel = Channel(server_id=server_id, channel_id=channel_id, added_by=added_by)
-        session.add(channel)
+    channel = _channel_row(session, server_id, channel_id)
     channel.collect = enabled
     if added_by is not None:
         channel.added_by = added_by
@@ -186,14 +181,21 @@ def set_channel_replies(
     check_snowflake(channel_id, "channel id")
     if not 0.0 <= chance <= 1.0:
         raise InvalidInput("the reply chance must be between 0 and 1")
+    channel = _channel_row(session, server_id, channel_id)
+    channel.replies = enabled
+    channel.reply_chance = chance
+    session.flush()
+    return channel
+
+
+def _channel_row(session: Session, server_id: int, channel_id: int) -> Channel:
+    """The channel's settings row, created (collecting nothing, no replies) when missing."""
+    check_snowflake(channel_id, "channel id")
     ensure_server(session, server_id)
     channel = session.get(Channel, (server_id, channel_id))
     if channel is None:
         channel = Channel(server_id=server_id, channel_id=channel_id, collect=False)
         session.add(channel)
-    channel.replies = enabled
-    channel.reply_chance = chance
-    session.flush()
     return channel
 
 
