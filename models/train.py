@@ -238,6 +238,12 @@ def minimum_corpus_chars(config: TrainConfig) -> int:
     return math.ceil(max(train_min / (1.0 - config.val_fraction), train_min + 2))
 
 
+def validation_chars(text_chars: int, val_fraction: float) -> int:
+    """Length of the validation split of a `text_chars`-long text: its last `val_fraction`
+    (at least 2 characters). Callers comparing models on the same text cut it with this."""
+    return max(2, int(text_chars * val_fraction))
+
+
 def _split(text: str, config: TrainConfig) -> tuple[str, str]:
     needed = minimum_corpus_chars(config)
     if len(text) < needed:
@@ -245,7 +251,7 @@ def _split(text: str, config: TrainConfig) -> tuple[str, str]:
             f"the corpus has {len(text)} characters; training needs at least {needed} "
             f"(one chunk of {config.seq_len + 1} plus a {config.val_fraction:.0%} validation split)"
         )
-    n_val = max(2, int(len(text) * config.val_fraction))
+    n_val = validation_chars(len(text), config.val_fraction)
     return text[:-n_val], text[-n_val:]
 
 

@@ -46,7 +46,7 @@ from bot.core.registry import checkpoint_filename
 from bot.core.verbatim import VerbatimIndex, index_path_for
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.errors import ModelError, TrainingCancelled
-from models.train import TrainConfig, evaluate, resolve_device, train
+from models.train import TrainConfig, evaluate, resolve_device, train, validation_chars
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +180,7 @@ def read_corpus(job: WorkerJob) -> str:
 
 def validation_text(text: str, val_fraction: float, max_chars: int) -> str:
     """The validation split exactly as `models.train` cuts it (the last `val_fraction`)."""
-    n_val = max(2, int(len(text) * val_fraction))
-    return text[-n_val:][: max_chars + 1]
+    return text[-validation_chars(len(text), val_fraction) :][: max_chars + 1]
 
 
 def run_job(
