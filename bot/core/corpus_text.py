@@ -208,31 +208,29 @@ def _tail_start(
         .where(Message.server_id == server_id)
         .order_by(Message.id.desc())
     )
-    found = _walk_back(session, newest_first_messages, Message.id, budget, page_rows)
-    if found is not None:
-        message_id, skip = found
-        return -1, message_id, skip
-    budget -= _total_length(session, server_id)
-    if budget <= 0:
-        return -1, 0, 0  # the messages fill it exactly
+    message_id, rest = _walk_back(session, newest_first_messages, Message.id, budget, page_rows)
+    if message_id is not None:
+        return -1, message_id, rest
+    # Every message fits; `rest` (> 0) is the room left for the newest documents.
     newest_first_documents = (
         select(Document.id, func.length(Document.text) + len(SEPARATOR))
         .where(Document.server_id == server_id)
         .order_by(Document.id.desc())
     )
-    found = _walk_back(session, newest_first_documents, Document.id, budget, page_rows)
-    if found is not None:
-        document_id, skip = found
-        return document_id, 0, skip
+    document_id, rest = _walk_back(session, newest_first_documents, Document.id, rest, page_rows)
+    if document_id is not None:
+        return document_id, 0, rest
     return 0, 0, 0  # everything fits
 
 
 def _walk_back(
     session: Session, query: Select[int, Any], id_column: Any, budget: int, page_rows: int
-) -> tuple[int, int] | None:
-    """Page through (id, length) newest first until the lengths exceed `budget`; returns
-    the id of the item that crosses it and how many of its characters to drop, or None
-    when every item fits."""
+) -> tuple[int | None, int]:
+    """Page through (id, length) newest first until the lengths reach `budget`.
+
+    Returns the id of the item that reaches it and how many of its characters to drop;
+    when every item fits, (None, the budget left over), so no second pass sums them again.
+    """
     last_id: int | None = None
     while True:
         page_query = query if last_id is None else query.where(id_column < last_id)
@@ -243,14 +241,5 @@ def _walk_back(
                 return item_id, length - budget
             budget -= length
         if len(page) < page_rows:
-            return None
+            return None, budget
         last_id = int(page[-1][0])
-
-
-def _total_length(session: Session, server_id: int) -> int:
-    total = session.scalar(
-        select(func.coalesce(func.sum(func.length(Message.content) + len(SEPARATOR)), 0)).where(
-            Message.server_id == server_id
-        )
-    )
-    return int(total or 0)
