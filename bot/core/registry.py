@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.config import ParrotConfig
 from bot.core.tables import RunStatus, TrainedModel, TrainingRun
+from bot.core.verbatim import INDEX_SUFFIX, index_path_for
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.errors import CheckpointError
 
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 ActivationListener = Callable[[int, int], None]  # (server_id, model_id)
 
 CHECKPOINT_SUFFIX = ".ckpt"
-VERBATIM_SUFFIX = ".verbatim"  # same naming as bot.core.verbatim.index_path_for
 CORRUPT_SUFFIX = ".corrupt"
 _CHECKPOINT_NAME = re.compile(r"^(?P<run_id>\d+)-(?P<arch>[a-z]+)\.ckpt$")
 LN2 = math.log(2.0)
@@ -107,7 +107,7 @@ def checkpoint_filename(run_id: int, arch: str) -> str:
 
 def sidecar_paths(checkpoint: Path) -> list[Path]:
     """Files that belong to a checkpoint and go when it goes."""
-    return [checkpoint, checkpoint.with_name(checkpoint.name + VERBATIM_SUFFIX)]
+    return [checkpoint, index_path_for(checkpoint)]
 
 
 class ModelRegistry:
@@ -390,7 +390,7 @@ def _owning_checkpoint(name: str) -> str | None:
     `.7-gru.ckpt.<random>.tmp` all belong to `7-gru.ckpt`.
     """
     stripped = name.lstrip(".")
-    for suffix in (VERBATIM_SUFFIX, CORRUPT_SUFFIX):
+    for suffix in (INDEX_SUFFIX, CORRUPT_SUFFIX):
         stripped = stripped.removesuffix(suffix)
     if stripped.endswith(".tmp"):
         stripped = stripped[: stripped.find(CHECKPOINT_SUFFIX) + len(CHECKPOINT_SUFFIX)]

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 DEFAULT_SPAN = 40
+INDEX_SUFFIX = ".verbatim"  # appended to the checkpoint's file name
 HASH_BASE = 0x9E3779B97F4A7C15  # odd, so multiplying by it is a bijection modulo 2**64
 MASK = (1 << 64) - 1
 _BUILD_CHUNK = 1 << 20  # windows hashed per pass while building: bounds the temporary memory
@@ -48,7 +49,7 @@ class VerbatimIndexError(Exception):
 def index_path_for(checkpoint_path: Path | str) -> Path:
     """Where the index of a checkpoint lives: `<checkpoint path>.verbatim`."""
     path = Path(checkpoint_path)
-    return path.with_name(path.name + ".verbatim")
+    return path.with_name(path.name + INDEX_SUFFIX)
 
 
 def char_code(char: str) -> int:
