@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 from bot.core.config import CooldownConfig
 from bot.core.errors import OnCooldown
+from bot.core.inputs import COOLDOWN_SECONDS_MAX
 
 SERVER_WINDOW_SECONDS = 60.0
+PRUNE_EVERY_SECONDS = 60.0  # how often idle users and servers are dropped from the maps
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Cooldowns:
     _user_last_generate: dict[tuple[int, int], float] = field(default_factory=dict)
     _server_generates: dict[int, deque[float]] = field(default_factory=dict)
     _server_last_train: dict[int, float] = field(default_factory=dict)
+    _next_prune: float = float("-inf")
 
     def check_generate(
         self, server_id: int, user_id: int, *, user_seconds: float | None = None
@@ -54,6 +57,7 @@ class Cooldowns:
 
     def hit_generate(self, server_id: int, user_id: int) -> None:
         now = self.clock()
+        self._prune(now)
         self._user_last_generate[(server_id, user_id)] = now
         self._window(server_id, now).append(now)
 
@@ -82,6 +86,21 @@ class Cooldowns:
         self._server_last_train.pop(server_id, None)
         for key in [key for key in self._user_last_generate if key[0] == server_id]:
             del self._user_last_generate[key]
+
+    def _prune(self, now: float) -> None:
+        """Forget uses older than any cooldown could be, so a long-running bot's maps hold
+        only recent users and servers instead of everyone who ever generated."""
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY_SECONDS
+        # A server can set a per-user cooldown up to COOLDOWN_SECONDS_MAX (/settings).
+        horizon = max(self.config.generate_per_user_seconds, COOLDOWN_SECONDS_MAX)
+        stale = [key for key, last in self._user_last_generate.items() if now - last >= horizon]
+        for key in stale:
+            del self._user_last_generate[key]
+        for server_id in list(self._server_generates):
+            if not self._window(server_id, now):
+                del self._server_generates[server_id]
 
     def _window(self, server_id: int, now: float) -> deque[float]:
         window = self._server_generates.setdefault(server_id, deque())

@@ -7,6 +7,7 @@ import pytest
 from bot.core.config import CooldownConfig
 from bot.core.cooldowns import Cooldowns
 from bot.core.errors import OnCooldown
+from bot.core.inputs import COOLDOWN_SECONDS_MAX
 
 
 class Clock:
@@ -75,3 +76,22 @@ def test_train_cooldown_and_forget_server() -> None:
     assert "4 min" in str(caught.value)
     cooldowns.forget_server(1)
     cooldowns.check_train(1)
+
+
+def test_idle_users_and_servers_are_forgotten_once_no_cooldown_can_apply() -> None:
+    cooldowns, clock = make(generate_per_user_seconds=5.0, generate_per_server_per_minute=1000)
+    for user_id in range(100):
+        cooldowns.take_generate(1, user_id)
+    clock.now += COOLDOWN_SECONDS_MAX + 1  # longer than any server's cooldown setting
+    cooldowns.take_generate(2, 7)
+    assert cooldowns._user_last_generate.keys() == {(2, 7)}
+    assert cooldowns._server_generates.keys() == {2}
+
+
+def test_pruning_keeps_users_a_server_override_still_applies_to() -> None:
+    cooldowns, clock = make(generate_per_user_seconds=5.0)
+    cooldowns.take_generate(1, 10, user_seconds=600.0)
+    clock.now += 300.0  # past the config cooldown, inside the server's override
+    cooldowns.take_generate(1, 11)  # prunes
+    with pytest.raises(OnCooldown):
+        cooldowns.take_generate(1, 10, user_seconds=600.0)
