@@ -59,3 +59,41 @@ async def test_discards_and_close() -> None:
     assert buffer.pending == 1
     await buffer.close()
     assert store.batches == [(1, [3])]
+
+
+class FlakyStore(Store):
+    """Fails the first `failures` batches of server 1, like a database locked for a while."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def __call__(self, server_id: int, messages: list[IncomingMessage]) -> int:
+        if server_id == 1 and self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("database is locked")
+        return super().__call__(server_id, messages)
+
+
+async def test_a_failing_server_costs_the_others_nothing_and_is_retried() -> None:
+    store = FlakyStore(failures=1)
+    buffer = MessageBuffer(store, max_batch=100, interval=60.0)
+    await buffer.add(1, message(1))
+    await buffer.add(2, message(2))
+    await buffer.flush()
+    assert store.batches == [(2, [2])]
+    assert buffer.pending == 1  # server 1's batch is kept for the next flush
+    await buffer.add(1, message(3))
+    await buffer.close()
+    assert store.batches == [(2, [2]), (1, [1, 3])]
+    assert buffer.pending == 0
+
+
+async def test_a_batch_that_keeps_failing_is_dropped() -> None:
+    store = FlakyStore(failures=100)
+    buffer = MessageBuffer(store, max_batch=100, interval=60.0)
+    await buffer.add(1, message(1))
+    for _ in range(3):
+        await buffer.flush()
+    assert buffer.pending == 0
+    assert store.batches == []
