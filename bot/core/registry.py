@@ -51,6 +51,7 @@ from bot.core.tables import RunStatus, TrainedModel, TrainingRun
 from bot.core.verbatim import INDEX_SUFFIX, index_path_for
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.errors import CheckpointError
+from models.train import LN2
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ ActivationListener = Callable[[int, int], None]  # (server_id, model_id)
 CHECKPOINT_SUFFIX = ".ckpt"
 CORRUPT_SUFFIX = ".corrupt"
 _CHECKPOINT_NAME = re.compile(r"^(?P<run_id>\d+)-(?P<arch>[a-z]+)\.ckpt$")
-LN2 = math.log(2.0)
 
 
 @dataclass(frozen=True)

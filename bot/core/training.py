@@ -64,7 +64,7 @@ from bot.core.errors import InvalidInput, ParrotError, TrainingBusy
 from bot.core.registry import ModelRegistry
 from bot.core.tables import RunMode, RunStatus, RunTrigger
 from bot.core.training_events import RunEvents
-from bot.core.training_outcome import LN2, record_outcome
+from bot.core.training_outcome import record_outcome
 from bot.core.training_plan import WATCHDOG_GRACE_SECONDS, RunPlan, minimum_chars, plan_run
 from bot.core.training_process import (
     AFTER_KILL_SECONDS,
@@ -95,7 +95,6 @@ __all__ = [
     "FINAL_STATUSES",
     "HISTORY_POINT_SECONDS",
     "LIVE_STATUSES",
-    "LN2",
     "MAX_HISTORY_POINTS",
     "PROGRESS_STORE_SECONDS",
     "RESTART_REASON",

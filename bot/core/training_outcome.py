@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,9 @@ from bot.core.tables import RunStatus, TrainingRun, utcnow
 from bot.core.training_plan import RunPlan
 from bot.core.training_process import LiveRun, Outcome, death_reason
 from bot.core.training_runs import RunEvent, RunInfo
+from models.train import LN2
 
 log = logging.getLogger(__name__)
-
-LN2 = math.log(2.0)
 
 
 def record_outcome(

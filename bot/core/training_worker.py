@@ -46,7 +46,7 @@ from bot.core.registry import checkpoint_filename
 from bot.core.verbatim import VerbatimIndex, index_path_for
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.errors import ModelError, TrainingCancelled
-from models.train import TrainConfig, evaluate, resolve_device, train, validation_chars
+from models.train import LN2, TrainConfig, evaluate, resolve_device, train, validation_chars
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +223,7 @@ def run_job(
     val_loss, arch, best, steps = scored[0]
     if len(scored) > 1:
         notes.append(
-            ", ".join(f"{a}: {v / math.log(2):.3f} bits/char" for v, a, _, _ in scored)
-            + f"; kept {arch}"
+            ", ".join(f"{a}: {v / LN2:.3f} bits/char" for v, a, _, _ in scored) + f"; kept {arch}"
         )
     incumbent_val = (
         evaluate(incumbent, val_text, device=device_name).nats_per_char if incumbent else None
