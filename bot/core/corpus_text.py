@@ -13,13 +13,13 @@ MB of memory however large it grows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bot.core.storage_helpers import as_utc
 from bot.core.tables import Document, Message, RunStatus, TrainingRun
@@ -165,31 +165,40 @@ def _iter_items(
     inclusive), each item followed by the separator; documents one chunk each, messages a
     page per chunk. A `first_document_id` of -1 means no documents."""
     if first_document_id >= 0:
-        last_id = first_document_id - 1
-        while True:
-            page = session.execute(
-                select(Document.id, Document.text)
-                .where(Document.server_id == server_id, Document.id > last_id)
-                .order_by(Document.id)
-                .limit(DOCUMENT_PAGE_ROWS)
-            ).all()
-            for document_id, text in page:
-                last_id = document_id
+        for page in _keyset_pages(
+            session, Document, Document.text, server_id, first_document_id, DOCUMENT_PAGE_ROWS
+        ):
+            for _, text in page:
                 yield text + SEPARATOR
-            if len(page) < DOCUMENT_PAGE_ROWS:
-                break
-    last_id = first_message_id - 1
+    for page in _keyset_pages(
+        session, Message, Message.content, server_id, first_message_id, page_rows
+    ):
+        yield "".join(content + SEPARATOR for _, content in page)
+
+
+def _keyset_pages(
+    session: Session,
+    table: type[Document] | type[Message],
+    text_column: InstrumentedAttribute[str],
+    server_id: int,
+    first_id: int,
+    page_rows: int,
+) -> Iterator[Sequence[Any]]:  # rows of (id, text); Row's typing differs by SQLAlchemy version
+    """(id, text) rows of one server in id order from `first_id`, a page at a time, read by
+    keyset (`id > last id seen`) so every page is an index range scan, never an OFFSET."""
+    last_id = first_id - 1
     while True:
         page = session.execute(
-            select(Message.id, Message.content)
-            .where(Message.server_id == server_id, Message.id > last_id)
-            .order_by(Message.id)
+            select(table.id, text_column)
+            .where(table.server_id == server_id, table.id > last_id)
+            .order_by(table.id)
             .limit(page_rows)
         ).all()
-        if not page:
+        if page:
+            yield page
+        if len(page) < page_rows:
             return
         last_id = page[-1][0]
-        yield "".join(content + SEPARATOR for _, content in page)
         if len(page) < page_rows:
             return
 
