@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS_CANDIDATES = (
-    REPO / "bot" / "data" / "tinyshakespeare.txt",
-    REPO.parent / "shared" / "data" / "tinyshakespeare.txt",
-)
+CORPUS = REPO / "bot" / "data" / "tinyshakespeare.txt"
 
 
 def tinyshakespeare() -> str:
-    for path in CORPUS_CANDIDATES:
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    raise SystemExit("tinyshakespeare.txt not found (expected bot/data/tinyshakespeare.txt)")
+    if not CORPUS.is_file():
+        raise SystemExit(f"tinyshakespeare.txt not found (expected {CORPUS})")
+    return CORPUS.read_text(encoding="utf-8")
 
 
 def machine() -> dict[str, Any]:

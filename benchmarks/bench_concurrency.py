@@ -46,8 +46,8 @@ from typing import Any
 import torch
 
 from bot.core.config import ModelConfig
-from bot.core.sampling import Sampler
-from bot.core.verbatim import VerbatimIndex, index_path_for
+from bot.core.generation.sampler import Sampler
+from bot.core.generation.verbatim import VerbatimIndex, index_path_for
 from models.charrnn import CharRNN, CharRNNConfig
 from models.checkpoint import Checkpoint, TrainingStats, load_checkpoint, save_checkpoint
 from models.sample import SampleRequest

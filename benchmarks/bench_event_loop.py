@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import emit, machine, percentile, tinyshakespeare
-from bot.core import corpus
+from bot.core.checkpoints.registry import ModelRegistry
 from bot.core.config import ModelConfig, ParrotConfig, StorageConfig, TrainingConfig
-from bot.core.db import make_engine, make_session_factory, upgrade_to_head
-from bot.core.registry import ModelRegistry
-from bot.core.training import TrainingManager
+from bot.core.storage import corpus
+from bot.core.storage.db import make_engine, make_session_factory, upgrade_to_head
+from bot.core.training.manager import TrainingManager
 
 SERVER = 1
 SLEEP_SECONDS = 0.010

@@ -26,7 +26,8 @@ import torch
 
 from benchmarks._common import emit, machine, tinyshakespeare
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from models.train import TrainConfig, evaluate, train
+from models.config import TrainConfig
+from models.train import evaluate, train
 
 
 def split(text: str) -> tuple[str, str]:

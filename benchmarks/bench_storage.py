@@ -10,7 +10,7 @@ Prints one JSON object:
   Target: >= 5,000 messages/s batched.
 - stream: peak resident memory (and tracemalloc's peak of the Python heap while reading)
   of a fresh process that streams the whole corpus with
-  `corpus.iter_corpus_text` (consuming it chunk by chunk), against a baseline process that
+  `corpus_text.iter_corpus_text` (consuming it chunk by chunk), against a baseline process that
   loads every message with one query. Target: < 200 MB for a 100 MB corpus. Measured in
   child processes so that building the corpus does not count.
 """
@@ -33,10 +33,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.core import corpus
-from bot.core.corpus import IncomingMessage
-from bot.core.db import make_engine, make_session_factory, upgrade_to_head
-from bot.core.tables import Message
+from bot.core.storage import corpus, corpus_text
+from bot.core.storage.corpus import IncomingMessage
+from bot.core.storage.db import make_engine, make_session_factory, upgrade_to_head
+from bot.core.storage.tables import Message
 
 SERVER = 1
 WORDS = [
@@ -169,7 +169,7 @@ def build_corpus(factory: sessionmaker[Session], target_chars: int) -> dict[str,
         next_id += len(batch)
         chars += sum(len(m.content) + 1 for m in batch)
     with factory() as session:
-        stats = corpus.corpus_stats(session, SERVER)
+        stats = corpus_text.corpus_stats(session, SERVER)
     return {
         "messages": stats.messages,
         "chars": stats.chars,
@@ -200,7 +200,7 @@ def child(url: str, mode: str) -> dict[str, Any]:
         chars = 0
         largest_chunk = 0
         if mode == "stream":
-            for chunk in corpus.iter_corpus_text(session, SERVER):
+            for chunk in corpus_text.iter_corpus_text(session, SERVER):
                 chars += len(chunk)
                 largest_chunk = max(largest_chunk, len(chunk))
         else:  # the naive baseline: every row at once, then one string

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks._common import emit, machine, tinyshakespeare
-from models.train import Progress, TrainConfig, train
+from models.config import TrainConfig
+from models.train import Progress, train
 from models.vocab import Vocab
 
 

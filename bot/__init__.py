@@ -1,0 +1,1 @@
+"""Parrot: a Discord bot that learns to write like your server."""

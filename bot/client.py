@@ -12,10 +12,12 @@ import logging
 import discord
 from discord.ext import commands
 
+from bot.core.app import build
 from bot.core.config import ParrotConfig
 from bot.core.services import ParrotServices
+from bot.errors import ParrotCommandTree
+from bot.mentions import NO_MENTIONS
 from bot.plugin import EXTENSIONS
-from bot.tree import ParrotCommandTree
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class ParrotBot(commands.AutoShardedBot):
             command_prefix=commands.when_mentioned,
             intents=parrot_intents(),
             tree_cls=ParrotCommandTree,
-            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_mentions=NO_MENTIONS,
             shard_count=shard_count,
             help_command=None,
             **options,  # type: ignore[arg-type]
@@ -54,7 +56,7 @@ class ParrotBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         if self.parrot_services is None:
-            self.parrot_services = ParrotServices.from_config(self.config)
+            self.parrot_services = build(self.config)
         await self.parrot_services.start()
         for name in EXTENSIONS:
             await self.load_extension(name)

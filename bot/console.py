@@ -31,14 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from bot.core import corpus
+from bot.core.app import build
 from bot.core.config import ParrotConfig
-from bot.core.db import session_scope
-from bot.core.errors import DuplicateUpload, InvalidInput, ParrotError
+from bot.core.errors import InvalidInput, ParrotError
 from bot.core.inputs import train_arch, train_mode
-from bot.core.services import Actor, ParrotServices, TrainingUpdate
-from bot.render import loss_curve_png, progress_line
+from bot.core.kinds import RunTrigger
+from bot.core.services import ParrotServices
+from bot.core.services.actor import Actor
+from bot.render import describe_finished_run, loss_curve_png, progress_line
 from models.errors import ModelError
+from models.presets import CONSOLE
 
 CONSOLE_SERVER_ID = 1
 CONSOLE_USER_ID = 1
@@ -47,9 +49,6 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 BUNDLED_CORPUS = DATA_DIR / "tinyshakespeare.txt"
 BUNDLED_CHECKPOINT = DATA_DIR / "shakespeare.ckpt"
 PROMPT = "parrot> "
-# A run in the console blocks the prompt (and a first model must come quickly on a fresh
-# machine), so console runs are capped at this many minutes whatever the config says.
-CONSOLE_MAX_TRAIN_MINUTES = 2.0
 
 HELP = """\
 Commands (the same as on Discord; options are name:value, quote values with spaces):
@@ -154,32 +153,16 @@ class Console:
         checkpoint_path = (
             Path(config.console.checkpoint) if config.console.checkpoint else BUNDLED_CHECKPOINT
         )
-        await asyncio.to_thread(self._prepare_corpus, corpus_path)
-        registry = self.services.registry
-        has_model = await asyncio.to_thread(registry.active_model, CONSOLE_SERVER_ID)
-        if has_model is None and await asyncio.to_thread(checkpoint_path.is_file):
-            await self.services.install_checkpoint(CONSOLE_SERVER_ID, checkpoint_path)
+        if await asyncio.to_thread(corpus_path.is_file):
+            data = await asyncio.to_thread(corpus_path.read_bytes)
+            await self.services.corpus.seed(
+                CONSOLE_SERVER_ID, CONSOLE_SERVER_NAME, CONSOLE_USER_ID, corpus_path.name, data
+            )
+        has_model = await self.services.models.active(CONSOLE_SERVER_ID) is not None
+        if not has_model and await asyncio.to_thread(checkpoint_path.is_file):
+            await self.services.models.install(CONSOLE_SERVER_ID, checkpoint_path)
             return True
-        return has_model is not None
-
-    def _prepare_corpus(self, corpus_path: Path) -> None:
-        with session_scope(self.services.sessions) as session:
-            corpus.ensure_server(session, CONSOLE_SERVER_ID, CONSOLE_SERVER_NAME)
-            empty = corpus.corpus_stats(session, CONSOLE_SERVER_ID).chars == 0
-        if empty and corpus_path.is_file():
-            data = corpus_path.read_bytes()
-            try:
-                with session_scope(self.services.sessions) as session:
-                    corpus.add_document(
-                        session,
-                        CONSOLE_SERVER_ID,
-                        CONSOLE_USER_ID,
-                        corpus_path.name,
-                        data,
-                        max_bytes=max(len(data), 1),
-                    )
-            except DuplicateUpload:
-                pass
+        return has_model
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -221,14 +204,14 @@ class Console:
         if "start" not in command.options:
             raise InvalidInput('/generate needs start:"some text".')
         given = command.options
-        options = self.services.generate_options(
+        options = self.services.generation.options(
             given["start"],
             _int("length", given["length"]) if "length" in given else None,
             _float("temperature", given["temperature"]) if "temperature" in given else None,
             _int("seed", given["seed"]) if "seed" in given else None,
         )
         self.say(options.prompt, end="")
-        async for chunk in self.services.stream_generate(self.actor.server_id, options):
+        async for chunk in self.services.generation.stream(self.actor.server_id, options):
             self.say(chunk, end="")
         self.say()
 
@@ -236,7 +219,9 @@ class Console:
         _only(command, {"mode", "arch"})
         mode = train_mode(command.options.get("mode", "fine-tune"))
         arch = train_arch(command.options["arch"]) if "arch" in command.options else None
-        run_id = await self.services.start_training(self.actor, mode=mode, arch=arch, trigger="cli")
+        run_id = await self.services.training.start(
+            self.actor, mode=mode, arch=arch, trigger=RunTrigger.CLI
+        )
         self.say(f"Training run #{run_id} queued ({mode}). Ctrl-C stops it (and the console).")
         await self._follow(run_id)
 
@@ -244,13 +229,13 @@ class Console:
         last_line = ""
         last_time = 0.0
         loop = asyncio.get_running_loop()
-        async for update in self.services.watch_training(run_id):
+        async for update in self.services.training.watch(run_id):
             if update.final:
-                self.say(_final_text(update))
+                self.say(describe_finished_run(update))
                 return
             if update.status != "running":
                 continue
-            line = progress_line(update.step, update.total_steps, update.loss, update.eta_seconds)
+            line = progress_line(update.progress)
             line = line.replace("`", "")
             if line != last_line and loop.time() - last_time >= 1.0:
                 last_line, last_time = line, loop.time()
@@ -258,12 +243,12 @@ class Console:
 
     async def train_cancel(self, command: ConsoleCommand) -> None:
         _only(command, set())
-        await self.services.cancel_training(self.actor)
+        await self.services.training.cancel(self.actor)
         self.say("Cancelling the training run.")
 
     async def model(self, command: ConsoleCommand) -> None:
         _only(command, set())
-        info = await self.services.model_info(self.actor.server_id)
+        info = await self.services.models.info(self.actor.server_id)
         model = info.model
         bits = f"{model.val_bits_per_char:.3f}" if model.val_bits_per_char is not None else "?"
         self.say(f"Architecture:          {model.arch.upper()}")
@@ -280,7 +265,7 @@ class Console:
 
     async def corpus_status(self, command: ConsoleCommand) -> None:
         _only(command, set())
-        status = await self.services.corpus_status(self.actor.server_id)
+        status = await self.services.corpus.status(self.actor.server_id)
         self.say(
             f"Corpus: {status.messages:,} messages, {status.documents:,} documents, "
             f"{status.chars:,} characters."
@@ -304,12 +289,12 @@ class Console:
             data = await asyncio.to_thread(_read_file, path)
         except OSError as error:
             raise InvalidInput(f"Cannot read {path}: {error.strerror}.") from None
-        size = await self.services.upload_document(self.actor, path.name, data)
+        size = await self.services.corpus.upload(self.actor, path.name, data)
         self.say(f"Added {path.name} ({size:,} bytes) to the corpus.")
 
     async def privacy_export(self, command: ConsoleCommand) -> None:
         _only(command, set())
-        data = await self.services.export_user(self.actor.user_id)
+        data = await self.services.privacy.export_user(self.actor.user_id)
         path = self.services.config.storage.data_path / f"parrot-export-{self.actor.user_id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(path.write_bytes, data)
@@ -317,7 +302,7 @@ class Console:
 
     async def privacy_forget(self, command: ConsoleCommand) -> None:
         _only(command, set())
-        counts = await self.services.forget_user(self.actor.user_id, self.actor.server_id)
+        counts = await self.services.privacy.forget_user(self.actor.user_id, self.actor.server_id)
         self.say(f"Deleted {counts.messages:,} messages and {counts.documents:,} uploads.")
 
 
@@ -325,25 +310,16 @@ def _read_file(path: Path) -> bytes:
     return path.expanduser().read_bytes()
 
 
-def _final_text(update: TrainingUpdate) -> str:
-    if update.status == "succeeded":
-        bits = f"{update.val_bits_per_char:.3f}" if update.val_bits_per_char else "?"
-        kept = "now active" if update.activated else "not activated (the previous model was better)"
-        return (
-            f"Run #{update.run_id} finished: validation {bits} bits/char; the new model is {kept}."
-        )
-    if update.status == "cancelled":
-        return f"Run #{update.run_id} was cancelled."
-    return f"Run #{update.run_id} failed: {update.error or 'unknown error'}"
-
-
 def console_config(config: ParrotConfig) -> ParrotConfig:
-    """The config with training budgets capped for an interactive session."""
+    """The config with training budgets capped for an interactive session: a run blocks the
+    prompt, and a first model must come quickly on a fresh machine (`presets.CONSOLE`)."""
     training = config.training
+    cap = CONSOLE.max_minutes
+    assert cap is not None  # the console preset always has a time budget
     capped = dataclasses.replace(
         training,
-        max_minutes=min(training.max_minutes, CONSOLE_MAX_TRAIN_MINUTES),
-        fine_tune_minutes=min(training.fine_tune_minutes, CONSOLE_MAX_TRAIN_MINUTES),
+        max_minutes=min(training.max_minutes, cap),
+        fine_tune_minutes=min(training.fine_tune_minutes, cap),
     )
     return dataclasses.replace(config, training=capped)
 
@@ -353,7 +329,7 @@ async def run_console(
 ) -> int:
     source: TextIO = stdin or sys.stdin
     sink: TextIO = out or sys.stdout
-    services = ParrotServices.from_config(console_config(config))
+    services = build(console_config(config))
     try:
         await services.start(schedule=False)
         console = Console(services, sink)

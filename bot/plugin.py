@@ -12,7 +12,7 @@ Where the cogs get their services from, in order:
     stops it.
 
 The host bot needs the message-content intent for collection, and should create its
-`CommandTree` with `tree_cls=bot.tree.ParrotCommandTree` for the friendliest error messages
+`CommandTree` with `tree_cls=bot.errors.ParrotCommandTree` for the friendliest error messages
 (without it, each Parrot cog answers its own commands' errors).
 """
 
@@ -23,6 +23,7 @@ from typing import Any
 
 from discord.ext import commands
 
+from bot.core.app import build
 from bot.core.config import load_config
 from bot.core.services import ParrotServices
 
@@ -52,7 +53,7 @@ async def ensure_services(bot: commands.Bot) -> ParrotServices:
     if services is not None:
         return services
     config = load_config(os.environ.get(CONFIG_ENV) or None)
-    services = ParrotServices.from_config(config)
+    services = build(config)
     await services.start()
     setattr(bot, SERVICES_ATTR, services)
     setattr(bot, OWNED_ATTR, True)

@@ -6,6 +6,7 @@
 - `fit_message` decides between a plain message and a `.txt` attachment (Discord's
   2,000-character limit).
 - `progress_bar` and `loss_curve_png` render training progress and history.
+- `describe_finished_run` is the one sentence every front end uses for how a run ended.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.core.kinds import RunStatus
+
+if TYPE_CHECKING:
+    from bot.core.training.progress import RunProgress
+    from bot.core.training.queue import RunEvent
 
 DISCORD_MESSAGE_LIMIT = 2000
 ZERO_WIDTH_SPACE = "\u200b"
@@ -76,9 +84,12 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def progress_line(
-    step: int, total_steps: int | None, loss: float | None, eta_seconds: float | None
-) -> str:
+def progress_line(progress: RunProgress | None) -> str:
+    """A running run's progress bar, step, loss and ETA (an empty bar before the first report)."""
+    step = progress.step if progress is not None else 0
+    total_steps = progress.total_steps if progress is not None else None
+    loss = progress.train_loss if progress is not None else None
+    eta_seconds = progress.eta_seconds if progress is not None else None
     fraction = step / total_steps if total_steps else 0.0
     total = f"/{total_steps}" if total_steps else ""
     loss_text = f"{loss:.3f}" if loss is not None and not math.isnan(loss) else "?"
@@ -129,3 +140,23 @@ def loss_curve_png(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def describe_finished_run(event: RunEvent) -> str:
+    """How a run ended, in one line: the same words in Discord, the console and the CLI."""
+    run = f"Training run #{event.run_id}"
+    if event.status == RunStatus.SUCCEEDED:
+        bits = f"{event.val_bits_per_char:.3f}" if event.val_bits_per_char is not None else "?"
+        if event.activated:
+            model = f" (model {event.model_id})" if event.model_id is not None else ""
+            verdict = f"The new model is active{model}."
+        else:
+            previous = event.incumbent_bits_per_char
+            theirs = f" ({previous:.3f} bits/char)" if previous else ""
+            verdict = (
+                f"The previous model was better on validation text{theirs}, so it stays active."
+            )
+        return f"{run} finished: validation {bits} bits/char. {verdict}"
+    if event.status == RunStatus.CANCELLED:
+        return f"{run} was cancelled; the active model is unchanged."
+    return f"{run} failed: {neutralize_mentions(event.error or 'unknown error')}"

@@ -1,7 +1,7 @@
 """Alembic environment for Parrot.
 
 The database URL comes from whoever runs the migrations:
-1. `config.attributes["database_url"]`, set by `bot.core.db` (`parrot db`, the bot, tests);
+1. `config.attributes["database_url"]`, set by `bot.core.storage.db` (`parrot db`, the bot, tests);
 2. else `sqlalchemy.url` from an alembic.ini, if one sets it;
 3. else Parrot's own config: `load_config($PARROT_CONFIG)`, which honours
    PARROT_DATABASE_URL and PARROT_DATA_DIR.
@@ -18,8 +18,8 @@ from typing import Any, Literal
 from alembic import context
 
 from bot.core.config import load_config
-from bot.core.db import make_engine
-from bot.core.tables import Base, UtcDateTime
+from bot.core.storage.db import make_engine
+from bot.core.storage.tables import Base, UtcDateTime
 
 config = context.config
 target_metadata = Base.metadata

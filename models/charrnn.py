@@ -1,23 +1,40 @@
 """The character-level recurrent language model: embedding -> GRU/LSTM/RNN stack -> linear.
 
+`CharRNN` is the module that trains. `Stepper` runs the same network one character at a
+time for a whole batch of sampling rows, on copies of the module's weights: per layer two
+`addmm`s, then ATen's `gru_cell`/`lstm_cell`/`rnn_tanh_cell` gate arithmetic op for op (the
+same results as those cells, given the same input gates). Layer 0's input gates come from a
+per-character table (embed @ W_ih_l0^T + b_ih_l0, built once), so a step gathers rows
+instead of embedding and multiplying. Why not the module's own forward at T=1: that loop is
+slower (the README's sampling figures, benchmarks/bench_sampling.py), and torch's cells take
+only the input, not precomputed input gates. Every row, alone or batched, goes through the
+same path and reads the same table rows, so batch-mates never change a row's arithmetic.
+Both live here because they are one network: a change to `CharRNN`'s layers is a change
+to `Stepper`'s arithmetic (tests/models/test_sample.py checks that they agree).
+
 Shapes: B = batch, T = time steps, E = embed_dim, H = hidden_size, L = num_layers,
-V = vocab_size. The hidden state is what `nn.GRU`/`nn.RNN` use, `[L, B, H]`, or the
-`(h, c)` pair of `nn.LSTM`; it is returned so callers carry it across chunks (training)
-or steps (sampling).
+V = vocab_size, G = gates per cell (GRU 3, LSTM 4, RNN 1). The module's hidden state is what
+`nn.GRU`/`nn.RNN` use, `[L, B, H]`, or the `(h, c)` pair of `nn.LSTM`; it is returned so
+callers carry it across chunks (training). `Stepper`'s state is one [B, H] tensor per layer
+for h (and for c, LSTM only), so sampling rows can be appended and dropped per layer.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Arch = Literal["gru", "lstm", "rnn"]
-ARCHS: tuple[Arch, ...] = ("gru", "lstm", "rnn")
+from models.archs import ARCHS, Arch
+
 Hidden = Tensor | tuple[Tensor, Tensor]
+# Per-layer h, per-layer c (None for GRU/RNN), next-character logits [B, V] float32.
+StepOutput = tuple[list[Tensor], list[Tensor] | None, Tensor]
 
 
 @dataclass(frozen=True)
@@ -108,3 +125,113 @@ class CharRNN(nn.Module):
     @property
     def param_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+@dataclass(frozen=True)
+class _Layer:
+    w_ih_t: Tensor  # [in, G*H]
+    w_hh_t: Tensor  # [H, G*H]
+    b_ih: Tensor  # [G*H]
+    b_hh: Tensor  # [G*H]
+
+
+class Stepper:
+    """`prime()` a prompt, then step rows one character at a time (see the module docstring).
+
+    `<unk>` (id 0) gets a -inf output bias, so it has probability 0 in every distribution.
+    """
+
+    def __init__(self, model: CharRNN, dtype: torch.dtype) -> None:
+        self.model = model
+        self.dtype = dtype
+        config = model.config
+        self.arch = config.arch
+        self.hidden_size = config.hidden_size
+        self.num_layers = config.num_layers
+        self.device = next(model.parameters()).device
+        rnn = model.rnn
+
+        def weight(name: str) -> Tensor:
+            return getattr(rnn, name).detach().to(dtype)
+
+        # Transposed views, not contiguous copies: a copy makes a lone row's matmuls ~20%
+        # faster, but priming (nn.GRU on the module's weights) then misses the cache, which
+        # cost the batch more than the steps gained (32 prompts, 2-core EPYC, fp32).
+        self._layers = [
+            _Layer(
+                w_ih_t=weight(f"weight_ih_l{k}").t(),
+                w_hh_t=weight(f"weight_hh_l{k}").t(),
+                b_ih=weight(f"bias_ih_l{k}"),
+                b_hh=weight(f"bias_hh_l{k}"),
+            )
+            for k in range(config.num_layers)
+        ]
+        first = self._layers[0]
+        embed = model.embed.weight.detach().to(dtype)  # [V, E]
+        self._input_gates_0 = torch.addmm(first.b_ih, embed, first.w_ih_t)  # [V, G*H]
+        self._head_weight_t = model.head.weight.detach().to(dtype).t().contiguous()  # [H, V]
+        self._head_bias = model.head.bias.detach().to(dtype, copy=True)  # [V]
+        self._head_bias[0] = -math.inf
+
+    def prime(self, ids: Sequence[int]) -> StepOutput:
+        """A prompt's ids (at least one) -> its state and next-character logits, for one row.
+
+        All but the last id go through the module's own recurrent layers (only the state is
+        needed, no head logits per position); the last goes through the step path, as every
+        sampled character will."""
+        with torch.inference_mode():
+            idx = torch.tensor([list(ids)], dtype=torch.long, device=self.device)  # [1, T]
+            hidden = self.model.rnn(self.model.embed(idx[:, :-1]))[1] if idx.size(1) > 1 else None
+            if hidden is None:
+                zeros = torch.zeros(1, self.hidden_size, device=self.device, dtype=self.dtype)
+                h = [zeros] * self.num_layers
+                c = [zeros] * self.num_layers if self.arch == "lstm" else None
+            else:
+                # [L, 1, H] -> one [1, H] per layer, in the step precision.
+                h_all, c_all = hidden if isinstance(hidden, tuple) else (hidden, None)
+                h = [t[0:1].to(self.dtype) for t in h_all]
+                c = [t[0:1].to(self.dtype) for t in c_all] if c_all is not None else None
+            return self(idx[0, -1:], h, c)
+
+    def __call__(self, tokens: Tensor, h: list[Tensor], c: list[Tensor] | None) -> StepOutput:
+        """tokens [B], per-layer h (and c) [B, H] -> new h, c, logits [B, V] (float32)."""
+        x = h[0]  # replaced by layer 0's output before it is read
+        new_h: list[Tensor] = []
+        new_c: list[Tensor] = []
+        for k, layer in enumerate(self._layers):
+            gi = (
+                self._input_gates_0.index_select(0, tokens)
+                if k == 0
+                else torch.addmm(layer.b_ih, x, layer.w_ih_t)
+            )  # [B, G*H]
+            gh = torch.addmm(layer.b_hh, h[k], layer.w_hh_t)  # [B, G*H]
+            if self.arch == "gru":
+                x = self._gru(gi, gh, h[k])
+            elif self.arch == "lstm":
+                assert c is not None
+                x, cell = self._lstm(gi, gh, c[k])
+                new_c.append(cell)
+            else:
+                x = gh.add_(gi).tanh_()
+            new_h.append(x)
+        logits = torch.addmm(self._head_bias, x, self._head_weight_t)  # [B, V]
+        return new_h, (new_c if c is not None else None), logits.float()
+
+    def _gru(self, gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+        """gi, gh [B, 3H] (gates r, z, n), h [B, H] -> new h [B, H], as ATen's gru_cell."""
+        size = self.hidden_size
+        reset_update = gh[:, : 2 * size].add_(gi[:, : 2 * size]).sigmoid_()  # [B, 2H]
+        reset, update = reset_update[:, :size], reset_update[:, size:]
+        new = gi[:, 2 * size :].add(gh[:, 2 * size :].mul_(reset)).tanh_()  # [B, H]
+        return (h - new).mul_(update).add_(new)
+
+    def _lstm(self, gi: Tensor, gh: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """gi, gh [B, 4H] (gates i, f, g, o), c [B, H] -> new h, c [B, H], as ATen's lstm_cell."""
+        size = self.hidden_size
+        gates = gh.add_(gi)
+        ingate = gates[:, :size].sigmoid_()
+        forgetgate = gates[:, size : 2 * size].sigmoid_()
+        cellgate = gates[:, 2 * size : 3 * size].tanh_()
+        outgate = gates[:, 3 * size :].sigmoid_()
+        cy = (forgetgate * c).add_(ingate * cellgate)  # [B, H], contiguous
+        return outgate * cy.tanh(), cy

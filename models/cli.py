@@ -1,7 +1,7 @@
 """`parrot train`, `parrot eval` and `parrot generate`: the model core from a terminal.
 
 torch is imported inside the handlers so `parrot --help` stays fast. Bad input raises a
-`ModelError`; bot/cli.py prints it as one line and exits with status 2.
+`ModelError`; bot/cli/__init__.py prints it as one line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -11,11 +11,20 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from models.archs import ARCHS
+from models.config import PRECISIONS
 from models.errors import CorpusError
+from models.presets import DEFAULT
 
-DEFAULTS = {"arch": "gru", "hidden": 256, "layers": 2, "embed": 64, "minutes": 10.0}
+
+class Subcommands(Protocol):
+    """What `register` needs of `ArgumentParser.add_subparsers()`'s result."""
+
+    def add_parser(
+        self, name: str, *, help: str | None = ..., description: str | None = ...
+    ) -> argparse.ArgumentParser: ...
 
 
 def _bounded(
@@ -57,13 +66,13 @@ def read_text(path: Path, *, what: str = "corpus") -> str:
     return text
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subcommands) -> None:
     _register_train(subparsers)
     _register_eval(subparsers)
     _register_generate(subparsers)
 
 
-def _register_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _register_train(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "train",
         help="train (or fine-tune) a character-level model on a UTF-8 text file",
@@ -72,28 +81,32 @@ def _register_train(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
     p.add_argument("corpus", type=Path, metavar="CORPUS.txt")
     p.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint to write")
-    p.add_argument("--arch", choices=("gru", "lstm", "rnn"), default=DEFAULTS["arch"])
+    p.add_argument("--arch", choices=ARCHS, default=DEFAULT.arch)
     p.add_argument(
         "--minutes",
         type=_bounded(float, 0, 7 * 24 * 60, low_open=True),
         default=None,
-        help=f"time budget (default {DEFAULTS['minutes']:g} unless --steps is given)",
+        help=f"time budget (default {DEFAULT.max_minutes:g} unless --steps is given)",
     )
     p.add_argument("--steps", type=_bounded(int, 1), default=None, help="step budget")
     p.add_argument(
         "--init", type=Path, default=None, metavar="CKPT", help="fine-tune this checkpoint"
     )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1), default=1337)
-    p.add_argument("--hidden", type=_bounded(int, 1, 8192), default=DEFAULTS["hidden"])
-    p.add_argument("--layers", type=_bounded(int, 1, 16), default=DEFAULTS["layers"])
-    p.add_argument("--embed", type=_bounded(int, 1, 4096), default=DEFAULTS["embed"])
-    p.add_argument("--dropout", type=_bounded(float, 0, 0.99), default=0.1)
+    p.add_argument(
+        "--device", default=DEFAULT.device, help=f"auto | cpu | cuda (default {DEFAULT.device})"
+    )
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT.precision)
+    p.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1), default=DEFAULT.seed)
+    p.add_argument("--hidden", type=_bounded(int, 1, 8192), default=DEFAULT.hidden_size)
+    p.add_argument("--layers", type=_bounded(int, 1, 16), default=DEFAULT.num_layers)
+    p.add_argument("--embed", type=_bounded(int, 1, 4096), default=DEFAULT.embed_dim)
+    p.add_argument("--dropout", type=_bounded(float, 0, 0.99), default=DEFAULT.dropout)
     p.add_argument("--seq-len", type=_bounded(int, 2, 100_000), default=None)
     p.add_argument("--batch-size", type=_bounded(int, 1, 65_536), default=None)
     p.add_argument("--lr", type=_bounded(float, 0, 1, low_open=True), default=None)
-    p.add_argument("--val-fraction", type=_bounded(float, 0, 0.5, low_open=True), default=0.1)
+    p.add_argument(
+        "--val-fraction", type=_bounded(float, 0, 0.5, low_open=True), default=DEFAULT.val_fraction
+    )
     p.add_argument("--threads", type=_bounded(int, 1, 1024), default=None, help="CPU threads")
     p.add_argument(
         "--weights-dtype",
@@ -105,7 +118,7 @@ def _register_train(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     p.set_defaults(handler=_train)
 
 
-def _register_eval(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _register_eval(subparsers: Subcommands) -> None:
     p = subparsers.add_parser(
         "eval", help="loss of a text under a checkpoint (nats and bits per char)"
     )
@@ -118,7 +131,7 @@ def _register_eval(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     p.set_defaults(handler=_eval)
 
 
-def _register_generate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _register_generate(subparsers: Subcommands) -> None:
     p = subparsers.add_parser("generate", help="continue a prompt with a checkpoint")
     p.add_argument("checkpoint", type=Path, metavar="CKPT")
     p.add_argument("--start", default="", help="the prompt (any Unicode; default: empty)")
@@ -140,12 +153,13 @@ def _register_generate(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
 def _train(args: argparse.Namespace) -> int:
     from models.checkpoint import load_checkpoint, save_checkpoint
-    from models.train import Progress, TrainConfig, train
+    from models.config import TrainConfig
+    from models.train import Progress, train
 
     text = read_text(args.corpus)
     init = load_checkpoint(args.init) if args.init is not None else None
     minutes = (
-        args.minutes if args.minutes is not None or args.steps is not None else DEFAULTS["minutes"]
+        args.minutes if args.minutes is not None or args.steps is not None else DEFAULT.max_minutes
     )
     overrides = {
         k: v
@@ -243,8 +257,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from models.checkpoint import load_checkpoint
+    from models.device import resolve_device
     from models.sample import SampleRequest, stream
-    from models.train import resolve_device
 
     ckpt = load_checkpoint(args.checkpoint)
     request = SampleRequest(

@@ -3,12 +3,9 @@
 `BatchSampler` is a dynamic batch. `add()` primes a new prompt on its own (one forward
 over the prompt through the full recurrent module) and appends its hidden state and
 next-character logits to the batch; `step()` then samples one character for every active
-row and runs ONE single-step forward for all of them: per layer two `addmm`s on the
-module's own weights, then ATen's `gru_cell`/`lstm_cell`/`rnn_tanh_cell` gate arithmetic
-op for op (the same results as those cells, given the same input gates); layer 0's
-input gates come from a per-character table (embed @ W_ih_l0^T + b_ih_l0, built once per
-sampler). Rows join between steps and leave when they finish (max length or a stop
-string), so different prompts, prompt lengths and settings share the work.
+row and runs ONE single-step forward for all of them (`models.charrnn.Stepper`). Rows join
+between steps and leave when they finish (max length or a stop string), so different
+prompts, prompt lengths and settings share the work.
 
 Reproducibility: each row draws its random numbers from its own `torch.Generator`
 (seeded by the request, or by a fresh random seed that `seed_of()` reports), and samples
@@ -17,22 +14,25 @@ by inverse CDF with those numbers, so a row's text does not depend on its batch-
 
 `<unk>` (id 0) is masked out of every distribution, so it is never emitted.
 Not thread-safe: one thread owns a sampler (the bot's model worker).
+
+Shapes: B = active rows, V = vocab_size, H = hidden_size.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from models.charrnn import CharRNN
+from models.charrnn import CharRNN, Stepper
 from models.checkpoint import Checkpoint
+from models.config import Precision
+from models.device import resolve_precision
 from models.errors import InvalidSettingError
-from models.train import Precision, resolve_precision
 from models.vocab import Vocab
 
 MAX_SAMPLE_CHARS = 100_000
@@ -83,6 +83,42 @@ class _Row:
         self.holdback = max((len(s) for s in self.request.stop), default=1) - 1
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """The batch's sampling settings as tensors, one row per active row."""
+
+    inv_temperature: Tensor  # [B, 1]
+    top_k: Tensor  # [B, 1] int64, V when off
+    top_p: Tensor  # [B, 1]
+    filtered: bool  # some row uses top-k or top-p (else the sort is skipped)
+    rank: Tensor  # [1, V]: 0..V-1, a sorted entry's position
+
+    @classmethod
+    def of(cls, reqs: Sequence[SampleRequest], rank: Tensor) -> _Settings:
+        vocab_size, device = rank.size(1), rank.device
+        # Greedy (temperature 0) is top-k 1 at temperature 1; top_k 0 means "all".
+        top_k = [1 if r.temperature == 0 else (r.top_k or vocab_size) for r in reqs]
+        return cls(
+            inv_temperature=torch.tensor(
+                [[1.0 / (r.temperature or 1.0)] for r in reqs], device=device
+            ),
+            top_k=torch.tensor([[k] for k in top_k], device=device),
+            # top_p 1.0 is "off": 2.0 keeps rounding in the cumulative sum from cutting anything.
+            top_p=torch.tensor([[r.top_p if r.top_p < 1.0 else 2.0] for r in reqs], device=device),
+            filtered=any(k < vocab_size for k in top_k) or any(r.top_p < 1.0 for r in reqs),
+            rank=rank,
+        )
+
+    def cut(self, probs: Tensor) -> tuple[Tensor, Tensor]:
+        """probs [B, V] -> sorted descending with cut entries zeroed (not renormalised), and ids."""
+        sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass strictly above each entry
+        # Keep the top-k, and the smallest prefix whose mass reaches top_p (never less than one).
+        rank = self.rank
+        cut = (rank >= self.top_k) | ((before >= self.top_p) & (rank > 0))
+        return sorted_probs.masked_fill_(cut, 0.0), sorted_ids
+
+
 class BatchSampler:
     """A dynamic batch of sampling rows over one model (see the module docstring)."""
 
@@ -103,7 +139,6 @@ class BatchSampler:
         )
         if next(model.parameters()).device != self.device:
             self.model = model.to(self.device)
-        self._arch = model.config.arch
         # The single-step path runs on copies of the weights in the step precision. fp32 by
         # default: on the 2-core EPYC, bf16 costs ~0.001 nats/char but makes a lone row's
         # step slower (oneDNN's bf16 matrix-vector path) without a clear gain at batch 32
@@ -111,38 +146,10 @@ class BatchSampler:
         # through the same path, so batch-mates never change a row's arithmetic.
         self.precision = resolve_precision(precision, self.device)
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        self._dtype = dtype
-        rnn = self.model.rnn
-
-        def weight(name: str) -> Tensor:
-            return getattr(rnn, name).detach().to(dtype)
-
-        # Transposed views, not contiguous copies: a copy makes a lone row's matmuls ~20%
-        # faster, but priming (nn.GRU on the module's weights) then misses the cache, which
-        # cost the batch more than the steps gained (32 prompts, 2-core EPYC, fp32).
-        self._layers: list[_Layer] = [
-            _Layer(
-                w_ih_t=weight(f"weight_ih_l{k}").t(),  # [in, G*H]
-                w_hh_t=weight(f"weight_hh_l{k}").t(),  # [H, G*H]
-                b_ih=weight(f"bias_ih_l{k}"),  # [G*H]
-                b_hh=weight(f"bias_hh_l{k}"),  # [G*H]
-            )
-            for k in range(model.config.num_layers)
-        ]
-        # Layer 0's input gates depend on the character alone: one table [V, G*H] of
-        # embed @ W_ih_l0^T + b_ih_l0, so a step gathers rows instead of embedding + matmul.
-        # Every row, alone or batched, reads the same table rows (bit-identical inputs).
-        first = self._layers[0]
-        embed = self.model.embed.weight.detach().to(dtype)  # [V, E]
-        self._input_gates_0 = torch.addmm(first.b_ih, embed, first.w_ih_t)  # [V, G*H]
-        # <unk> gets a -inf bias, so it has probability 0 in every distribution.
-        self._head_weight_t = self.model.head.weight.detach().to(dtype).t().contiguous()  # [H, V]
-        self._head_bias = self.model.head.bias.detach().to(dtype, copy=True)
-        self._head_bias[0] = -math.inf
-        self._hidden_size = model.config.hidden_size
-        vocab_size = model.config.vocab_size
-        self._rank = torch.arange(vocab_size, device=self.device)[None, :]  # [1, V]
+        self._stepper = Stepper(self.model, dtype)
+        self._rank = torch.arange(model.config.vocab_size, device=self.device)[None, :]  # [1, V]
         self._rows: list[_Row] = []  # active rows, in batch order
+        self._active: dict[int, _Row] = {}  # the same rows by handle
         self._finished: dict[int, _Row] = {}
         self._next_handle = 0
         # Batch state, row i of each tensor belongs to self._rows[i].
@@ -158,6 +165,11 @@ class BatchSampler:
     def active(self) -> int:
         return len(self._rows)
 
+    @property
+    def handles(self) -> tuple[int, ...]:
+        """The active rows' handles, in batch order."""
+        return tuple(row.handle for row in self._rows)
+
     def add(self, request: SampleRequest) -> int:
         """Prime `request.prompt` and add it to the batch; returns the row's handle."""
         request.validate()
@@ -166,28 +178,8 @@ class BatchSampler:
         uniforms = torch.rand(request.max_chars, generator=generator).tolist()
         row = _Row(handle=self._next_handle, request=request, seed=seed, uniforms=uniforms)
         self._next_handle += 1
-        ids = self.vocab.encode(request.prompt) or [self._start_id]
+        h, c, logits = self._stepper.prime(self.vocab.encode(request.prompt) or [self._start_id])
         with torch.inference_mode():
-            idx = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, T]
-            # Only the recurrent state is needed: no head logits for every prompt position.
-            hidden = self.model.rnn(self.model.embed(idx[:, :-1]))[1] if idx.size(1) > 1 else None
-            # The last prompt character goes through the same single-step path as sampled ones.
-            h = (
-                [
-                    t[0:1].to(self._dtype)
-                    for t in (hidden[0] if isinstance(hidden, tuple) else hidden)
-                ]
-                if hidden is not None
-                else None
-            )
-            c = [t[0:1].to(self._dtype) for t in hidden[1]] if isinstance(hidden, tuple) else None
-            if h is None:
-                zeros = torch.zeros(
-                    1, self.model.config.hidden_size, device=self.device, dtype=self._dtype
-                )
-                h = [zeros] * self.model.config.num_layers
-                c = [zeros] * self.model.config.num_layers if self._arch == "lstm" else None
-            h, c, logits = self._cell_step(idx[0, -1:], h, c)
             if self._rows:
                 assert self._logits is not None
                 self._h = [torch.cat([old, new]) for old, new in zip(self._h, h, strict=True)]
@@ -197,6 +189,7 @@ class BatchSampler:
             else:
                 self._h, self._c, self._logits = h, c or [], logits
         self._rows.append(row)
+        self._active[row.handle] = row
         self._settings = None
         return row.handle
 
@@ -213,6 +206,12 @@ class BatchSampler:
     def done(self, handle: int) -> bool:
         return handle in self._finished
 
+    def text_of(self, handle: int) -> str:
+        """The text a row has sampled so far, finished or not (for an active row, including
+        what step() still holds back while a stop string may be forming)."""
+        row = self._active.get(handle) or self._finished[handle]
+        return row.text
+
     def result(self, handle: int) -> str:
         """The generated continuation (prompt excluded, stop string cut) of a finished row."""
         try:
@@ -225,13 +224,13 @@ class BatchSampler:
         return self._finished.pop(handle).text
 
     def seed_of(self, handle: int) -> int:
-        for row in self._rows:
-            if row.handle == handle:
-                return row.seed
-        return self._finished[handle].seed
+        row = self._active.get(handle) or self._finished[handle]
+        return row.seed
 
     def _drop(self, positions: Sequence[int]) -> None:
         gone = set(positions)
+        for i in gone:
+            del self._active[self._rows[i].handle]
         keep = [i for i in range(len(self._rows)) if i not in gone]
         self._rows = [self._rows[i] for i in keep]
         self._settings = None
@@ -247,22 +246,15 @@ class BatchSampler:
     # ---- distributions and steps ------------------------------------------------------------
     def _row_settings(self) -> _Settings:
         if self._settings is None:
-            reqs = [row.request for row in self._rows]
-            vocab_size = self.model.config.vocab_size
-            # Greedy (temperature 0) is top-k 1 at temperature 1; top_k 0 means "all".
-            top_k = [1 if r.temperature == 0 else (r.top_k or vocab_size) for r in reqs]
-            self._settings = _Settings(
-                inv_temperature=torch.tensor(
-                    [[1.0 / (r.temperature or 1.0)] for r in reqs], device=self.device
-                ),
-                top_k=torch.tensor([[k] for k in top_k], device=self.device),
-                # top_p 1.0 is "off": 2.0 keeps rounding in the cumulative sum from cutting anything.
-                top_p=torch.tensor(
-                    [[r.top_p if r.top_p < 1.0 else 2.0] for r in reqs], device=self.device
-                ),
-                filtered=any(k < vocab_size for k in top_k) or any(r.top_p < 1.0 for r in reqs),
-            )
+            self._settings = _Settings.of([row.request for row in self._rows], self._rank)
         return self._settings
+
+    def next_logits(self) -> dict[int, Tensor]:
+        """Raw next-character logits [V] per active row (<unk> at -inf), before any setting."""
+        if not self._rows:
+            return {}
+        logits = self._logits_or_fail()
+        return {row.handle: logits[i].clone().cpu() for i, row in enumerate(self._rows)}
 
     def distributions(self) -> dict[int, Tensor]:
         """Next-character probabilities [V] per active row, after temperature/top-k/top-p."""
@@ -272,7 +264,7 @@ class BatchSampler:
             settings = self._row_settings()
             probs = torch.softmax(self._logits_or_fail() * settings.inv_temperature, dim=-1)
             if settings.filtered:
-                sorted_probs, sorted_ids = self._filter(probs, settings)
+                sorted_probs, sorted_ids = settings.cut(probs)
                 probs = torch.zeros_like(sorted_probs).scatter_(1, sorted_ids, sorted_probs)
                 probs = probs / probs.sum(dim=1, keepdim=True)
             return {row.handle: probs[i].clone().cpu() for i, row in enumerate(self._rows)}
@@ -281,16 +273,13 @@ class BatchSampler:
         assert self._logits is not None
         return self._logits
 
-    def _filter(self, probs: Tensor, settings: _Settings) -> tuple[Tensor, Tensor]:
-        """probs [B, V] -> sorted descending with cut entries zeroed (not renormalised), and ids."""
-        sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
-        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass strictly above each entry
-        # Keep the top-k, and the smallest prefix whose mass reaches top_p (never less than one).
-        cut = (self._rank >= settings.top_k) | ((before >= settings.top_p) & (self._rank > 0))
-        return sorted_probs.masked_fill_(cut, 0.0), sorted_ids
-
-    def step(self) -> dict[int, str]:
+    def step(self, exclude: Mapping[int, Tensor] | None = None) -> dict[int, str]:
         """Sample one character for every active row with ONE forward pass.
+
+        `exclude` maps a row's handle to a bool mask [V] of ids that row may not draw this
+        step (the bot's verbatim guard uses it): they get logit -inf before temperature,
+        top-k and top-p, so the draw picks the best character left. Leave at least one id
+        other than <unk> allowed.
 
         Returns the new text of each row that was active (possibly "" while a stop string
         may be forming). Rows that finish move to `result()`.
@@ -299,6 +288,11 @@ class BatchSampler:
             return {}
         rows = self._rows
         with torch.inference_mode():
+            if exclude:
+                logits = self._logits_or_fail()
+                position = {row.handle: i for i, row in enumerate(rows)}
+                for handle, banned in exclude.items():
+                    logits[position[handle]].masked_fill_(banned, -math.inf)
             settings = self._row_settings()
             probs = torch.softmax(
                 self._logits_or_fail() * settings.inv_temperature, dim=-1
@@ -311,7 +305,7 @@ class BatchSampler:
             # cuts anything), so a row's choice for a given uniform never depends on the path
             # its batch-mates need.
             if settings.filtered:
-                sorted_probs, sorted_ids = self._filter(probs, settings)
+                sorted_probs, sorted_ids = settings.cut(probs)
             else:
                 sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
             last_nonzero = (sorted_probs > 0).sum(dim=1, keepdim=True) - 1  # [B, 1]
@@ -320,7 +314,7 @@ class BatchSampler:
             # Rounding can put u * total at the very end: never step onto a zero-probability id.
             pick = torch.minimum(pick, last_nonzero)
             tokens = sorted_ids.gather(1, pick).squeeze_(1)  # [B]
-            self._h, c, self._logits = self._cell_step(tokens, self._h, self._c or None)
+            self._h, c, self._logits = self._stepper(tokens, self._h, self._c or None)
             self._c = c or []
         out: dict[int, str] = {}
         finished: list[int] = []
@@ -348,70 +342,6 @@ class BatchSampler:
         if finished:
             self._drop(finished)
         return out
-
-    def _cell_step(
-        self, tokens: Tensor, h: list[Tensor], c: list[Tensor] | None
-    ) -> tuple[list[Tensor], list[Tensor] | None, Tensor]:
-        """One recurrent step: tokens [B], per-layer h (and c) [B, H] -> new h, c, logits [B, V].
-
-        The cell arithmetic is ATen's gru_cell / lstm_cell / rnn_tanh_cell, op for op, on
-        input gates that are precomputed for layer 0 (torch's cells only take the input)."""
-        x = h[0]  # replaced by layer 0's output before it is read
-        new_h: list[Tensor] = []
-        new_c: list[Tensor] = []
-        for k, layer in enumerate(self._layers):
-            gi = (
-                self._input_gates_0.index_select(0, tokens)
-                if k == 0
-                else torch.addmm(layer.b_ih, x, layer.w_ih_t)
-            )  # [B, G*H]
-            gh = torch.addmm(layer.b_hh, h[k], layer.w_hh_t)  # [B, G*H]
-            if self._arch == "gru":
-                x = self._gru(gi, gh, h[k])
-            elif self._arch == "lstm":
-                assert c is not None
-                x, cell = self._lstm(gi, gh, c[k])
-                new_c.append(cell)
-            else:
-                x = gh.add_(gi).tanh_()
-            new_h.append(x)
-        logits = torch.addmm(self._head_bias, x, self._head_weight_t)  # [B, V]
-        return new_h, (new_c if c is not None else None), logits.float()
-
-    def _gru(self, gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
-        """gi, gh [B, 3H] (gates r, z, n), h [B, H] -> new h [B, H], as ATen's gru_cell."""
-        size = self._hidden_size
-        reset_update = gh[:, : 2 * size].add_(gi[:, : 2 * size]).sigmoid_()  # [B, 2H]
-        reset, update = reset_update[:, :size], reset_update[:, size:]
-        new = gi[:, 2 * size :].add(gh[:, 2 * size :].mul_(reset)).tanh_()  # [B, H]
-        return (h - new).mul_(update).add_(new)
-
-    def _lstm(self, gi: Tensor, gh: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        """gi, gh [B, 4H] (gates i, f, g, o), c [B, H] -> new h, c [B, H], as ATen's lstm_cell."""
-        size = self._hidden_size
-        gates = gh.add_(gi)
-        ingate = gates[:, :size].sigmoid_()
-        forgetgate = gates[:, size : 2 * size].sigmoid_()
-        cellgate = gates[:, 2 * size : 3 * size].tanh_()
-        outgate = gates[:, 3 * size :].sigmoid_()
-        cy = (forgetgate * c).add_(ingate * cellgate)  # [B, H], contiguous
-        return outgate * cy.tanh(), cy
-
-
-@dataclass(frozen=True)
-class _Layer:
-    w_ih_t: Tensor  # [in, G*H], G gates (GRU 3, LSTM 4, RNN 1)
-    w_hh_t: Tensor  # [H, G*H]
-    b_ih: Tensor  # [G*H]
-    b_hh: Tensor  # [G*H]
-
-
-@dataclass(frozen=True)
-class _Settings:
-    inv_temperature: Tensor  # [B, 1]
-    top_k: Tensor  # [B, 1] int64, V when off
-    top_p: Tensor  # [B, 1]
-    filtered: bool  # some row uses top-k or top-p (else the sort is skipped)
 
 
 def _model_and_vocab(

@@ -1,4 +1,4 @@
-"""Training: truncated backpropagation through time over the whole corpus.
+"""Training and evaluation: truncated backpropagation through time over the whole corpus.
 
 The training text is cut into `batch_size` contiguous streams, laid side by side as a
 [B, N] grid, and walked left to right in `seq_len` chunks. The hidden state of each
@@ -8,108 +8,34 @@ fixed windows, which waste most of the compute). AdamW, gradient clipping, a lin
 then cosine decay to the step/time budget, periodic validation on the last
 `val_fraction` of the text, best-checkpoint keeping and early stopping.
 
-Precision: bf16 autocast on CUDA, and on CPUs with native bf16 support (AVX512-BF16/AMX),
-where it roughly doubles throughput at no measurable loss in quality (see
-benchmarks/bench_quality.py); master weights and the loss stay float32.
+Validation and `evaluate` read a text the same way, as streams with the hidden state
+carried from chunk to chunk (`_mean_loss`), so their losses are comparable.
+
+Precision: bf16 autocast where `models.device` finds native support; master weights and
+the loss stay float32.
+
+Shapes: B = streams (batch), N = characters per stream, T = seq_len, V = vocab_size.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from models.charrnn import ARCHS, Arch, CharRNN, CharRNNConfig, Hidden
+from models.charrnn import CharRNN, CharRNNConfig, Hidden
 from models.checkpoint import Checkpoint, TrainingStats
-from models.errors import CorpusTooSmallError, InvalidSettingError, TrainingCancelled
-from models.vocab import DEFAULT_MAX_SIZE, Vocab
-
-Precision = Literal["auto", "fp32", "bf16"]
-LN2 = math.log(2.0)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    # Model shape (ignored when fine-tuning: the init checkpoint's shape wins).
-    arch: Arch = "gru"
-    embed_dim: int = 64
-    hidden_size: int = 256
-    num_layers: int = 2
-    dropout: float = 0.1
-    # Optimisation.
-    seq_len: int = 64  # chunk length of truncated BPTT
-    batch_size: int = 32  # parallel streams (small: more updates per minute on a small CPU)
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio at the end of the budget
-    warmup_steps: int = 50
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    # Data and budget.
-    val_fraction: float = 0.1  # the last part of the text
-    max_minutes: float | None = 10.0
-    max_steps: int | None = None
-    eval_interval: int = 100  # steps between validations (also at least every eval_seconds)
-    eval_seconds: float = 60.0
-    max_eval_chars: int = 131_072  # validation during training uses at most this much of the split
-    patience: int = 6  # validations without improvement before stopping early
-    seed: int = 1337
-    max_vocab: int = DEFAULT_MAX_SIZE
-    # Hardware.
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Precision = "auto"  # auto: bf16 where the hardware has it, else fp32
-    num_threads: int | None = None  # CPU threads; None leaves torch's default
-
-    def validate(self) -> None:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise InvalidSettingError(message)
-
-        need(self.arch in ARCHS, f"--arch must be one of {', '.join(ARCHS)}")
-        need(1 <= self.embed_dim <= 4096, "embed_dim must be between 1 and 4096")
-        need(1 <= self.hidden_size <= 8192, "hidden size must be between 1 and 8192")
-        need(1 <= self.num_layers <= 16, "layers must be between 1 and 16")
-        need(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
-        need(2 <= self.seq_len <= 100_000, "seq_len must be between 2 and 100000")
-        need(1 <= self.batch_size <= 65_536, "batch_size must be between 1 and 65536")
-        need(0.0 < self.lr <= 1.0, "lr must be in (0, 1]")
-        need(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio must be in [0, 1]")
-        need(self.warmup_steps >= 0, "warmup_steps must be >= 0")
-        need(self.weight_decay >= 0.0, "weight_decay must be >= 0")
-        need(self.grad_clip > 0.0, "grad_clip must be > 0")
-        need(0.0 < self.val_fraction <= 0.5, "val_fraction must be in (0, 0.5]")
-        need(
-            self.max_minutes is None or 0.0 < self.max_minutes <= 7 * 24 * 60,
-            "--minutes must be > 0 (and at most a week)",
-        )
-        need(self.max_steps is None or self.max_steps >= 1, "--steps must be >= 1")
-        need(
-            self.max_minutes is not None or self.max_steps is not None, "give a time or step budget"
-        )
-        need(self.eval_interval >= 1, "eval_interval must be >= 1")
-        need(self.eval_seconds > 0, "eval_seconds must be > 0")
-        need(self.max_eval_chars >= 2, "max_eval_chars must be >= 2")
-        need(self.patience >= 1, "patience must be >= 1")
-        need(2 <= self.max_vocab <= 1_114_112, "max_vocab must be between 2 and 1114112")
-        need(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
-        need(self.num_threads is None or self.num_threads >= 1, "num_threads must be >= 1")
-
-    def model_config(self, vocab_size: int) -> CharRNNConfig:
-        return CharRNNConfig(
-            arch=self.arch,
-            vocab_size=vocab_size,
-            embed_dim=self.embed_dim,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-        )
+from models.config import Precision, TrainConfig, minimum_corpus_chars, validation_chars
+from models.device import autocast, resolve_device, resolve_precision
+from models.errors import CorpusTooSmallError, TrainingCancelled
+from models.units import nats_to_bits
+from models.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -138,69 +64,38 @@ class TrainResult:
 
     @property
     def best_val_bits(self) -> float:
-        return self.best_val_loss / LN2
+        return nats_to_bits(self.best_val_loss)
 
 
 @dataclass(frozen=True)
 class EvalResult:
     nats_per_char: float
     bits_per_char: float
-    chars: int
+    chars: int  # characters predicted (the first one of the text is only context)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU. Asking for CUDA without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InvalidSettingError(f"unknown device {name!r} (use auto, cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidSettingError("CUDA was requested but no CUDA device is available")
-    if device.type not in ("cpu", "cuda"):
-        raise InvalidSettingError(f"unsupported device {name!r} (use auto, cpu or cuda)")
-    return device
-
-
-def cpu_has_bf16() -> bool:
-    """Native bf16 matmuls (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> Literal["fp32", "bf16"]:
-    if precision == "fp32":
-        return "fp32"
-    if precision == "bf16":
-        return "bf16"
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _detach(hidden: Hidden) -> Hidden:
-    if isinstance(hidden, tuple):
-        return (hidden[0].detach(), hidden[1].detach())
-    return hidden.detach()
+def _split(text: str, config: TrainConfig) -> tuple[str, str]:
+    """(train, validation): the validation split is the end of the text, the newest part."""
+    needed = minimum_corpus_chars(config)
+    if len(text) < needed:
+        raise CorpusTooSmallError(
+            f"the corpus has {len(text)} characters; training needs at least {needed} "
+            f"(one chunk of {config.seq_len + 1} plus a {config.val_fraction:.0%} validation split)"
+        )
+    n_val = validation_chars(len(text), config.val_fraction)
+    return text[:-n_val], text[-n_val:]
 
 
 def _stream_grid(ids: Tensor, streams: int) -> tuple[Tensor, Tensor]:
-    """ids [N] -> inputs, targets [S, n]: S contiguous streams; targets are inputs shifted by one."""
+    """ids [M] -> inputs, targets [B, N]: B = `streams` contiguous streams of N = (M - 1) // B
+    ids each; targets are inputs shifted by one. The few ids left over at the end go unused."""
     per_stream = (ids.numel() - 1) // streams
     used = streams * per_stream
     return ids[:used].view(streams, per_stream), ids[1 : used + 1].view(streams, per_stream)
 
 
 def _chunks(inputs: Tensor, targets: Tensor, seq_len: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """[B, N] grids -> consecutive [B, T] chunks, left to right (the last may be shorter)."""
     for start in range(0, inputs.size(1), seq_len):
         yield inputs[:, start : start + seq_len], targets[:, start : start + seq_len]
 
@@ -215,7 +110,9 @@ def _mean_loss(
     device: torch.device,
     precision: str,
 ) -> tuple[float, int]:
-    """Mean nats/char of ids[1:] given ids, walking streams with carried hidden state."""
+    """ids [N] -> (mean nats/char of ids[1:] given what precedes each, characters counted).
+
+    `precision` is a resolved one ("fp32" or "bf16"); the model's train/eval mode is kept."""
     streams = max(1, min(max_streams, (ids.numel() - 1) // max(seq_len, 1)))
     inputs, targets = _stream_grid(ids, streams)
     inputs, targets = inputs.to(device), targets.to(device)
@@ -223,7 +120,7 @@ def _mean_loss(
     model.eval()
     total, count, hidden = 0.0, 0, None
     for x, y in _chunks(inputs, targets, seq_len):
-        with _autocast(device, precision):
+        with autocast(device, precision):
             _, loss, hidden = model(x, hidden, y)
         assert loss is not None
         total += float(loss) * y.numel()
@@ -232,33 +129,58 @@ def _mean_loss(
     return total / max(count, 1), count
 
 
-def minimum_corpus_chars(config: TrainConfig) -> int:
-    """Smallest text `train` accepts: one chunk (seq_len + 1) for training plus 2 for validation."""
-    train_min = config.seq_len + 1
-    return math.ceil(max(train_min / (1.0 - config.val_fraction), train_min + 2))
+def _model_config(config: TrainConfig, vocab_size: int) -> CharRNNConfig:
+    return CharRNNConfig(
+        arch=config.arch,
+        vocab_size=vocab_size,
+        embed_dim=config.embed_dim,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        dropout=config.dropout,
+    )
 
 
-def validation_chars(text_chars: int, val_fraction: float) -> int:
-    """Length of the validation split of a `text_chars`-long text: its last `val_fraction`
-    (at least 2 characters). Callers comparing models on the same text cut it with this."""
-    return max(2, int(text_chars * val_fraction))
-
-
-def _split(text: str, config: TrainConfig) -> tuple[str, str]:
-    needed = minimum_corpus_chars(config)
-    if len(text) < needed:
-        raise CorpusTooSmallError(
-            f"the corpus has {len(text)} characters; training needs at least {needed} "
-            f"(one chunk of {config.seq_len + 1} plus a {config.val_fraction:.0%} validation split)"
-        )
-    n_val = validation_chars(len(text), config.val_fraction)
-    return text[:-n_val], text[-n_val:]
+def _detach(hidden: Hidden) -> Hidden:
+    if isinstance(hidden, tuple):
+        return (hidden[0].detach(), hidden[1].detach())
+    return hidden.detach()
 
 
 def _lr_at(config: TrainConfig, step: int, fraction_done: float) -> float:
     warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, fraction_done)))
     return config.lr * warm * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
+
+
+def _start(
+    text: str, config: TrainConfig, init: Checkpoint | None, device: torch.device
+) -> tuple[CharRNN, Vocab, TrainingStats]:
+    """A fresh model for `text`, or `init` with its vocabulary grown to cover `text`."""
+    if init is not None:
+        vocab = init.vocab.extended(text)
+        model = init.build_model(device)
+        model.resize_vocab(len(vocab))  # new rows start as copies of <unk>'s
+        return model, vocab, copy.deepcopy(init.stats)
+    vocab = Vocab.build(text, max_size=config.max_vocab)
+    model = CharRNN(_model_config(config, len(vocab))).to(device)
+    return model, vocab, TrainingStats()
+
+
+def _optimizer(model: CharRNN, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    # No weight decay on biases or the embedding (the usual AdamW grouping): decay would
+    # pull the embeddings of rarely seen characters toward zero.
+    named = list(model.named_parameters())
+    decay = [p for n, p in named if p.dim() >= 2 and not n.startswith("embed")]
+    no_decay = [p for n, p in named if p.dim() < 2 or n.startswith("embed")]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        betas=(0.9, 0.99),
+        fused=device.type == "cuda",
+    )
 
 
 def train(
@@ -284,35 +206,16 @@ def train(
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
 
-    if init is not None:
-        vocab = init.vocab.extended(text)
-        model = init.build_model(device)
-        model.resize_vocab(len(vocab))  # new rows start as copies of <unk>'s
-        stats = copy.deepcopy(init.stats)
-    else:
-        vocab = Vocab.build(text, max_size=config.max_vocab)
-        model = CharRNN(config.model_config(len(vocab))).to(device)
-        stats = TrainingStats()
+    model, vocab, stats = _start(text, config, init, device)
     stats.device, stats.precision, stats.corpus_chars = str(device), precision, len(text)
     model.train()
 
-    train_ids = torch.tensor(vocab.encode(train_text), dtype=torch.long)
+    train_ids = torch.tensor(vocab.encode(train_text), dtype=torch.long)  # [N]
     val_ids = torch.tensor(vocab.encode(val_text[: config.max_eval_chars + 1]), dtype=torch.long)
     streams = max(1, min(config.batch_size, (train_ids.numel() - 1) // config.seq_len))
-    inputs, targets = _stream_grid(train_ids, streams)
+    inputs, targets = _stream_grid(train_ids, streams)  # [B, N] each
     inputs, targets = inputs.to(device), targets.to(device)
-
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.startswith("embed")]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        betas=(0.9, 0.99),
-        fused=device.type == "cuda",
-    )
+    optimizer = _optimizer(model, config, device)
 
     budget_seconds = config.max_minutes * 60.0 if config.max_minutes is not None else math.inf
     start = time.perf_counter()
@@ -370,14 +273,14 @@ def train(
     done = False
     while not done:
         hidden: Hidden | None = None  # each epoch walks the streams from their start
-        for x, y in _chunks(inputs, targets, config.seq_len):
+        for x, y in _chunks(inputs, targets, config.seq_len):  # [B, T] each
             elapsed = time.perf_counter() - start
             fraction = elapsed / budget_seconds
             if config.max_steps is not None:
                 fraction = max(fraction, step / config.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(config, step, fraction)
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 _, loss, carried = model(x, hidden, y)
             assert loss is not None
             hidden = _detach(carried)  # carry the state, not the graph, into the next chunk
@@ -387,9 +290,8 @@ def train(
             optimizer.step()
             step += 1
             chars_run += y.numel()
-            loss_value = float(
-                loss.detach()
-            )  # one host sync per step; negligible next to a BPTT chunk
+            # One host sync per step: negligible next to a BPTT chunk.
+            loss_value = float(loss.detach())
             loss_sum += loss_value
             loss_count += 1
             smoothed = loss_value if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * loss_value
@@ -463,4 +365,4 @@ def evaluate(
         device=dev,
         precision=resolve_precision(precision, dev),
     )
-    return EvalResult(nats_per_char=nats, bits_per_char=nats / LN2, chars=count)
+    return EvalResult(nats_per_char=nats, bits_per_char=nats_to_bits(nats), chars=count)

@@ -68,7 +68,7 @@ class Vocab:
         return char in self._index
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocab) and self._chars == other._chars
+        return isinstance(other, Vocab) and self._chars == other.to_list()
 
     def __hash__(self) -> int:
         return hash(tuple(self._chars))

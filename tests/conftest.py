@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.core.db import make_engine, make_session_factory, upgrade_to_head
+from bot.core.storage.db import make_engine, make_session_factory, upgrade_to_head
 
 POSTGRES_URL_ENV = "PARROT_TEST_POSTGRES_URL"
 pytest_plugins = ["tests.fakediscord.fixtures"]

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_type_hints
 
 from bot.core.errors import ConfigError
+from bot.core.kinds import RunArch
 
 T = TypeVar("T")
-Arch = Literal["gru", "lstm", "rnn"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -63,7 +63,7 @@ class StorageConfig:
 class ModelConfig:
     """Shape of a server's first model (fine-tunes keep the shape of the model they start from)."""
 
-    arch: Literal["gru", "lstm", "rnn", "auto"] = "gru"
+    arch: RunArch = "gru"
     hidden_size: int = (
         256  # 2x256 beat 2x512 on quality after 10 min on 2 CPU cores, and samples ~3x faster
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
 
 from bot.core.errors import InvalidInput
+from bot.core.kinds import TRAIN_ARCHS, TRAIN_MODES, TrainArch, TrainMode
 
 PROMPT_MAX_CHARS = 500
 LENGTH_MIN = 1
@@ -24,10 +24,6 @@ SEED_MAX = 2**31 - 1
 COOLDOWN_SECONDS_MIN = 0
 COOLDOWN_SECONDS_MAX = 3600  # a server's per-user /generate cooldown (/settings cooldown)
 
-TrainMode = Literal["fine-tune", "scratch"]
-TrainArch = Literal["gru", "lstm", "auto"]
-TRAIN_MODES: tuple[TrainMode, ...] = ("fine-tune", "scratch")
-TRAIN_ARCHS: tuple[TrainArch, ...] = ("gru", "lstm", "auto")
 
 # Invisible "format" characters (zero-width space/joiners, bidi overrides, BOM...) carry no
 # text for the model and are a favourite for hiding mentions; they are dropped from prompts.

@@ -21,8 +21,9 @@ from discord.ext import commands
 
 from bot.core.errors import ParrotError
 from bot.core.inputs import PROMPT_MAX_CHARS
-from bot.core.services import Actor, ParrotServices
-from bot.exts._helpers import NO_MENTIONS
+from bot.core.services import ParrotServices
+from bot.core.services.actor import Actor
+from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
 from bot.render import fit_message, neutralize_mentions
 
@@ -53,9 +54,11 @@ class CollectCog(commands.Cog, name="Collect"):
         # A thread follows the settings of the channel it belongs to.
         home = message.channel.parent_id if isinstance(message.channel, discord.Thread) else None
         settings_channel_id = home or message.channel.id
-        settings = await self.services.channel_settings(message.guild.id, settings_channel_id)
+        settings = await self.services.collection.channel_settings(
+            message.guild.id, settings_channel_id
+        )
         if settings.collect and message.content:
-            await self.services.collect_message(
+            await self.services.collection.collect_message(
                 message.guild.id,
                 message_id=message.id,
                 channel_id=message.channel.id,
@@ -86,10 +89,10 @@ class CollectCog(commands.Cog, name="Collect"):
         prompt = prompt[-PROMPT_MAX_CHARS:] + "\n"
         actor = Actor(message.guild.id, message.author.id)
         try:
-            options = self.services.generate_options(prompt)
-            await self.services.take_generate_cooldown(actor)
+            options = self.services.generation.options(prompt)
+            await self.services.generation.take_cooldown(actor)
             async with message.channel.typing():
-                text = await self.services.generate(actor.server_id, options)
+                text = await self.services.generation.generate(actor.server_id, options)
         except ParrotError as error:
             log.debug("no reply in %s: %s", message.channel.id, error)
             return
@@ -103,22 +106,22 @@ class CollectCog(commands.Cog, name="Collect"):
         content = payload.data.get("content")
         if payload.guild_id is None or content is None:
             return  # embeds resolving also send updates, without content
-        await self.services.edit_message(payload.message_id, content)
+        await self.services.collection.edit_message(payload.message_id, content)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         if payload.guild_id is not None:
-            await self.services.delete_messages([payload.message_id])
+            await self.services.collection.delete_messages([payload.message_id])
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
         if payload.guild_id is not None:
-            await self.services.delete_messages(sorted(payload.message_ids))
+            await self.services.collection.delete_messages(sorted(payload.message_ids))
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         log.info("left server %s: deleting its data", guild.id)
-        await self.services.remove_server(guild.id)
+        await self.services.privacy.remove_server(guild.id)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -9,11 +9,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.errors import InvalidInput
-from bot.core.services import Actor, CorpusStatus
-from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from
+from bot.core.services.actor import Actor
+from bot.core.services.corpus import CorpusStatus
+from bot.exts.base import ParrotCog, actor_from
+from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
 from bot.render import neutralize_mentions
-from bot.tree import reply_with_error
+from bot.views import Confirm
 
 CONFIRM_TIMEOUT_SECONDS = 60.0
 TEXT_CONTENT_TYPES = ("text/plain",)
@@ -43,45 +45,6 @@ def describe_status(status: CorpusStatus) -> str:
     return "\n".join(lines)
 
 
-class ClearConfirmation(discord.ui.View):
-    def __init__(self, cog: CorpusCog, actor: Actor) -> None:
-        super().__init__(timeout=CONFIRM_TIMEOUT_SECONDS)
-        self.cog = cog
-        self.actor = actor
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if interaction.user.id != self.actor.user_id:
-            await interaction.response.send_message(
-                "Only the admin who asked can confirm this.",
-                ephemeral=True,
-                allowed_mentions=NO_MENTIONS,
-            )
-            return False
-        return True
-
-    @discord.ui.button(label="Delete everything", style=discord.ButtonStyle.danger)
-    async def confirm(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
-        self.stop()
-        counts = await self.cog.services.clear_corpus(self.actor)
-        await interaction.response.edit_message(
-            content=f"Deleted {counts.messages:,} messages and {counts.documents:,} documents.",
-            view=None,
-            allowed_mentions=NO_MENTIONS,
-        )
-
-    @discord.ui.button(label="Keep it", style=discord.ButtonStyle.secondary)
-    async def cancel(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
-        self.stop()
-        await interaction.response.edit_message(
-            content="Nothing was deleted.", view=None, allowed_mentions=NO_MENTIONS
-        )
-
-    async def on_error(
-        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item
-    ) -> None:
-        await reply_with_error(interaction, error)
-
-
 class CorpusCog(ParrotCog, name="Corpus"):
     corpus = app_commands.Group(
         name="corpus", description="What Parrot learns from in this server.", guild_only=True
@@ -92,7 +55,7 @@ class CorpusCog(ParrotCog, name="Corpus"):
         actor = actor_from(interaction)
         # Counting a large corpus can take a moment: acknowledge first.
         await interaction.response.defer(thinking=True, ephemeral=True)
-        status = await self.services.corpus_status(actor.server_id)
+        status = await self.services.corpus.status(actor.server_id)
         await interaction.edit_original_response(
             content=describe_status(status), allowed_mentions=NO_MENTIONS
         )
@@ -103,7 +66,7 @@ class CorpusCog(ParrotCog, name="Corpus"):
         self, interaction: discord.Interaction, channel: discord.TextChannel
     ) -> None:
         actor = actor_from(interaction)
-        await self.services.set_channel_collect(actor, channel.id, True)
+        await self.services.settings.set_channel_collect(actor, channel.id, True)
         note = ""
         if channel.nsfw and not self.services.config.discord.collect_nsfw:
             note = " It is age-restricted, so nothing will be collected unless the bot's owner enables NSFW collection."
@@ -117,7 +80,7 @@ class CorpusCog(ParrotCog, name="Corpus"):
         self, interaction: discord.Interaction, channel: discord.TextChannel
     ) -> None:
         actor = actor_from(interaction)
-        await self.services.set_channel_collect(actor, channel.id, False)
+        await self.services.settings.set_channel_collect(actor, channel.id, False)
         await interaction.response.send_message(
             f"No longer collecting from {channel.mention}.", allowed_mentions=NO_MENTIONS
         )
@@ -136,7 +99,7 @@ class CorpusCog(ParrotCog, name="Corpus"):
         chance: app_commands.Range[float, 0.0, 0.2] = 0.0,
     ) -> None:
         actor = actor_from(interaction)
-        await self.services.set_channel_replies(actor, channel.id, enabled, chance)
+        await self.services.settings.set_channel_replies(actor, channel.id, enabled, chance)
         state = "will answer mentions" if enabled else "will not answer"
         extra = f" and reply to {chance:.0%} of messages" if enabled and chance else ""
         await interaction.response.send_message(
@@ -147,7 +110,7 @@ class CorpusCog(ParrotCog, name="Corpus"):
     @app_commands.describe(file="A UTF-8 .txt file.")
     async def upload(self, interaction: discord.Interaction, file: discord.Attachment) -> None:
         actor = actor_from(interaction)
-        self.services.require_manager(actor, "upload text")
+        self.services.corpus.check_can_upload(actor)
         limit = self.services.config.storage.max_upload_bytes
         suffix = PurePath(file.filename).suffix.lower()
         content_type = (file.content_type or "").split(";")[0].strip()
@@ -157,7 +120,7 @@ class CorpusCog(ParrotCog, name="Corpus"):
             raise InvalidInput(f"That file is {file.size:,} bytes; the limit is {limit:,} bytes.")
         await interaction.response.defer(thinking=True, ephemeral=True)
         data = await file.read()
-        size = await self.services.upload_document(actor, file.filename, data)
+        size = await self.services.corpus.upload(actor, file.filename, data)
         await interaction.edit_original_response(
             content=f"Added {neutralize_mentions(discord.utils.escape_markdown(file.filename))} "
             f"({size:,} bytes) to the corpus.",
@@ -167,13 +130,27 @@ class CorpusCog(ParrotCog, name="Corpus"):
     @corpus.command(name="clear", description="Delete the whole corpus (Manage Server).")
     async def clear(self, interaction: discord.Interaction) -> None:
         actor = actor_from(interaction)
-        self.services.require_manager(actor, "clear the corpus")
+        self.services.corpus.check_can_clear(actor)
         await interaction.response.send_message(
             "Delete every collected message and uploaded file of this server? "
             "Trained models are kept.",
-            view=ClearConfirmation(self, actor),
+            view=self._clear_confirmation(actor),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
+        )
+
+    def _clear_confirmation(self, actor: Actor) -> Confirm:
+        async def clear() -> str:
+            counts = await self.services.corpus.clear(actor)
+            return f"Deleted {counts.messages:,} messages and {counts.documents:,} documents."
+
+        return Confirm(
+            actor.user_id,
+            clear,
+            confirm_label="Delete everything",
+            cancel_label="Keep it",
+            cancelled_text="Nothing was deleted.",
+            timeout=CONFIRM_TIMEOUT_SECONDS,
         )
 
 

@@ -9,15 +9,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.registry import ActiveModel
-from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from
+from bot.core.checkpoints.registry import ModelRecord
+from bot.exts.base import ParrotCog, actor_from
+from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
 from bot.render import loss_curve_png
 
 LOSS_CURVE_FILENAME = "loss.png"
 
 
-def model_facts(model: ActiveModel) -> list[tuple[str, str]]:
+def model_facts(model: ModelRecord) -> list[tuple[str, str]]:
     bits = f"{model.val_bits_per_char:.3f}" if model.val_bits_per_char is not None else "?"
     return [
         ("Architecture", model.arch.upper()),
@@ -34,7 +35,7 @@ class ModelInfoCog(ParrotCog, name="Model"):
     async def model(self, interaction: discord.Interaction) -> None:
         actor = actor_from(interaction)
         await interaction.response.defer(thinking=True)
-        info = await self.services.model_info(actor.server_id)
+        info = await self.services.models.info(actor.server_id)
         embed = discord.Embed(title="Parrot's model", colour=discord.Colour.blurple())
         for name, value in model_facts(info.model):
             embed.add_field(name=name, value=value, inline=True)

@@ -13,7 +13,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.exts._helpers import NO_MENTIONS, ParrotCog
+from bot.exts.base import ParrotCog
+from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
 
 Scope = Literal["this server", "everywhere"]
@@ -38,7 +39,7 @@ class PrivacyCog(ParrotCog, name="Privacy"):
     async def optout(self, interaction: discord.Interaction, scope: Scope = "this server") -> None:
         server_id = scope_server(interaction, scope)
         await interaction.response.defer(thinking=True, ephemeral=True)  # deleting takes a moment
-        counts = await self.services.opt_out(interaction.user.id, server_id)
+        counts = await self.services.privacy.opt_out(interaction.user.id, server_id)
         await interaction.edit_original_response(
             content=f"Done: Parrot will not collect your messages {where(server_id)}. "
             f"Deleted {counts.messages:,} messages and {counts.documents:,} uploads.",
@@ -49,7 +50,7 @@ class PrivacyCog(ParrotCog, name="Privacy"):
     @app_commands.describe(scope="Undo an opt-out made here, or the one made everywhere.")
     async def optin(self, interaction: discord.Interaction, scope: Scope = "this server") -> None:
         server_id = scope_server(interaction, scope)
-        changed = await self.services.opt_in(interaction.user.id, server_id)
+        changed = await self.services.privacy.opt_in(interaction.user.id, server_id)
         text = (
             f"Parrot may collect your messages {where(server_id)} again."
             if changed
@@ -60,7 +61,7 @@ class PrivacyCog(ParrotCog, name="Privacy"):
     @privacy.command(name="export", description="Download everything Parrot stores about you.")
     async def export(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True, ephemeral=True)
-        data = await self.services.export_user(interaction.user.id)
+        data = await self.services.privacy.export_user(interaction.user.id)
         await interaction.edit_original_response(
             content="Here is everything Parrot stores about you.",
             attachments=[
@@ -74,7 +75,7 @@ class PrivacyCog(ParrotCog, name="Privacy"):
     async def forget(self, interaction: discord.Interaction, scope: Scope = "this server") -> None:
         server_id = scope_server(interaction, scope)
         await interaction.response.defer(thinking=True, ephemeral=True)
-        counts = await self.services.forget_user(interaction.user.id, server_id)
+        counts = await self.services.privacy.forget_user(interaction.user.id, server_id)
         await interaction.edit_original_response(
             content=f"Deleted {counts.messages:,} messages and {counts.documents:,} uploads "
             f"{where(server_id)}. New messages are still collected unless you /privacy optout.",

@@ -12,10 +12,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.inputs import COOLDOWN_SECONDS_MAX, COOLDOWN_SECONDS_MIN
-from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from
+from bot.exts.base import ParrotCog, actor_from
+from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
-
-SETTINGS_ACTION = "change Parrot's settings"
 
 
 def describe_cooldown(seconds: float, *, is_default: bool) -> str:
@@ -45,15 +44,15 @@ class SettingsCog(ParrotCog, name="Settings"):
         seconds: app_commands.Range[int, COOLDOWN_SECONDS_MIN, COOLDOWN_SECONDS_MAX] | None = None,
     ) -> None:
         actor = actor_from(interaction)
-        self.services.require_manager(actor, SETTINGS_ACTION)
+        self.services.settings.check_can_change(actor)
         if seconds is None:
-            override = await self.services.generate_cooldown_override(actor.server_id)
+            override = await self.services.generation.cooldown_override(actor.server_id)
             default = self.services.config.cooldowns.generate_per_user_seconds
             text = describe_cooldown(
                 default if override is None else override, is_default=override is None
             )
         else:
-            await self.services.set_generate_cooldown(actor, seconds)
+            await self.services.settings.set_generate_cooldown(actor, seconds)
             text = "Done. " + describe_cooldown(seconds, is_default=False)
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
@@ -62,7 +61,7 @@ class SettingsCog(ParrotCog, name="Settings"):
     )
     async def cooldown_reset(self, interaction: discord.Interaction) -> None:
         actor = actor_from(interaction)
-        await self.services.set_generate_cooldown(actor, None)
+        await self.services.settings.set_generate_cooldown(actor, None)
         default = self.services.config.cooldowns.generate_per_user_seconds
         await interaction.response.send_message(
             "Done. " + describe_cooldown(default, is_default=True),

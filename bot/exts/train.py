@@ -17,16 +17,18 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.core.services import ParrotServices, TrainingUpdate
-from bot.exts._helpers import NO_MENTIONS, ParrotCog, actor_from
+from bot.core.kinds import RunStatus, TrainArch, TrainMode
+from bot.core.services import ParrotServices
+from bot.core.training.queue import RunEvent
+from bot.exts.base import ParrotCog, actor_from
+from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
-from bot.render import neutralize_mentions, progress_line
+from bot.render import describe_finished_run, progress_line
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +39,20 @@ INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)
 TOKEN_SAFETY_MARGIN = timedelta(seconds=30)
 
 
-def describe_update(update: TrainingUpdate) -> str:
-    if update.status == "queued":
-        place = f" (number {update.queue_position} in line)" if update.queue_position else ""
-        return f"Training run #{update.run_id} is queued{place}."
-    if update.status == "running":
-        return f"Training run #{update.run_id} ({update.mode}, {update.arch})\n" + progress_line(
-            update.step, update.total_steps, update.loss, update.eta_seconds
+def describe_update(event: RunEvent) -> str:
+    """The text of `/train`'s response: queued, running (with a progress bar), or the end."""
+    if event.status == RunStatus.QUEUED:
+        place = f" (number {event.queue_position} in line)" if event.queue_position else ""
+        return f"Training run #{event.run_id} is queued{place}."
+    if event.status == RunStatus.RUNNING:
+        arch = (
+            event.progress.arch
+            if event.progress is not None and event.progress.arch
+            else event.arch
         )
-    if update.status == "succeeded":
-        bits = f"{update.val_bits_per_char:.3f} bits/char" if update.val_bits_per_char else "?"
-        outcome = (
-            "The new model is active."
-            if update.activated
-            else "The previous model was better on validation text, so it stays active."
-        )
-        return f"Training run #{update.run_id} finished: validation {bits}. {outcome}"
-    if update.status == "cancelled":
-        return f"Training run #{update.run_id} was cancelled."
-    reason = neutralize_mentions(update.error or "unknown error")
-    return f"Training run #{update.run_id} failed: {reason}"
+        mode = event.mode.value if event.mode is not None else ""
+        return f"Training run #{event.run_id} ({mode}, {arch})\n" + progress_line(event.progress)
+    return describe_finished_run(event)
 
 
 class TrainCog(ParrotCog, name="Train"):
@@ -70,7 +66,7 @@ class TrainCog(ParrotCog, name="Train"):
         self._remove_listener: Callable[[], None] | None = None
 
     async def cog_load(self) -> None:
-        self._remove_listener = self.services.add_training_listener(self._on_training_update)
+        self._remove_listener = self.services.training.add_listener(self._on_training_update)
 
     async def cog_unload(self) -> None:
         if self._remove_listener is not None:
@@ -93,13 +89,13 @@ class TrainCog(ParrotCog, name="Train"):
     async def start(
         self,
         interaction: discord.Interaction,
-        mode: Literal["fine-tune", "scratch"] = "fine-tune",
-        arch: Literal["gru", "lstm", "auto"] | None = None,
+        mode: TrainMode = "fine-tune",
+        arch: TrainArch | None = None,
     ) -> None:
         actor = actor_from(interaction)
-        self.services.check_can_train(actor)
+        self.services.training.check_can_start(actor)
         await interaction.response.defer(thinking=True)
-        run_id = await self.services.start_training(
+        run_id = await self.services.training.start(
             actor, mode=mode, arch=arch, notify_channel_id=interaction.channel_id
         )
         # Claimed before the next await, so the listener can never see this run's final
@@ -113,7 +109,7 @@ class TrainCog(ParrotCog, name="Train"):
     @train.command(name="cancel", description="Stop this server's queued or running run.")
     async def cancel(self, interaction: discord.Interaction) -> None:
         actor = actor_from(interaction)
-        await self.services.cancel_training(actor)
+        await self.services.training.cancel(actor)
         await interaction.response.send_message(
             "Cancelling this server's training run.", allowed_mentions=NO_MENTIONS
         )
@@ -122,8 +118,8 @@ class TrainCog(ParrotCog, name="Train"):
         deadline = interaction.created_at + self.token_lifetime - TOKEN_SAFETY_MARGIN
         last_edit = 0.0
         last_text = ""
-        final: TrainingUpdate | None = None
-        async for update in self.services.watch_training(run_id):
+        final: RunEvent | None = None
+        async for update in self.services.training.watch(run_id):
             if update.final:
                 final = update
                 break
@@ -149,7 +145,7 @@ class TrainCog(ParrotCog, name="Train"):
         except discord.HTTPException as error:
             log.warning("could not edit /train progress: %s", error)
 
-    def _on_training_update(self, update: TrainingUpdate) -> None:
+    def _on_training_update(self, update: RunEvent) -> None:
         """Every run's events (sync, on the event loop): post results nobody else reports."""
         if not update.final or update.notify_channel_id is None:
             return
@@ -157,7 +153,7 @@ class TrainCog(ParrotCog, name="Train"):
             return  # the interaction's follower reports it
         self.tasks.start(self._post_to_channel(update.notify_channel_id, update))
 
-    async def _post_to_channel(self, channel_id: int | None, final: TrainingUpdate) -> None:
+    async def _post_to_channel(self, channel_id: int | None, final: RunEvent) -> None:
         if channel_id is None:
             return
         channel = self.bot.get_channel(channel_id) or self.bot.get_partial_messageable(channel_id)

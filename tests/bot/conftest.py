@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from bot.client import ParrotBot
+from bot.core.app import build
 from bot.core.config import (
     CooldownConfig,
     DiscordConfig,
@@ -27,7 +28,8 @@ from bot.core.config import (
 )
 from bot.core.services import ParrotServices
 from models.checkpoint import save_checkpoint
-from models.train import TrainConfig, train
+from models.presets import TINY
+from models.train import train
 from tests.fakediscord import (
     FakeChannel,
     FakeDiscord,
@@ -37,13 +39,9 @@ from tests.fakediscord import (
     Permission,
     run_bot,
 )
+from tests.helpers.corpora import SMALL_TEXT
 
 CORPUS_LINE = "the parrot sat on the perch and said hello to the sailors. "
-SMALL_TEXT = (
-    "the quick brown fox jumps over the lazy dog. "
-    "a stitch in time saves nine. "
-    "to be or not to be, that is the question.\n"
-) * 40
 
 # TrainConfig fields for every run the bot starts in tests: a run takes a few seconds.
 TINY_TRAINING: dict[str, Any] = {
@@ -68,21 +66,7 @@ def tiny_checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        config = TrainConfig(
-            hidden_size=32,
-            embed_dim=16,
-            num_layers=1,
-            dropout=0.0,
-            seq_len=32,
-            batch_size=8,
-            lr=1e-2,
-            warmup_steps=5,
-            max_minutes=None,
-            max_steps=40,
-            eval_interval=20,
-            device="cpu",
-            precision="fp32",
-        )
+        config = TINY
         checkpoint = train(SMALL_TEXT, config).checkpoint
     finally:
         torch.set_num_threads(previous)
@@ -136,7 +120,7 @@ def make_world_entities(fake: FakeDiscord) -> tuple[FakeGuild, FakeChannel, Fake
 @pytest.fixture
 async def world(fake_discord: FakeDiscord, parrot_config: ParrotConfig) -> AsyncIterator[World]:
     guild, channel, admin, member = make_world_entities(fake_discord)
-    services = ParrotServices.from_config(parrot_config, train_overrides=TINY_TRAINING)
+    services = build(parrot_config, train_overrides=TINY_TRAINING)
     bot = ParrotBot(parrot_config, services=services)
     async with run_bot(bot, fake_discord):
         yield World(fake_discord, bot, guild, channel, admin, member)
@@ -157,7 +141,7 @@ def assert_nothing_pings(fake: FakeDiscord) -> None:
 
 @pytest.fixture
 async def world_with_model(world: World, tiny_checkpoint_path: Path) -> World:
-    await world.services.install_checkpoint(world.guild.id, tiny_checkpoint_path)
+    await world.services.models.install(world.guild.id, tiny_checkpoint_path)
     return world
 
 

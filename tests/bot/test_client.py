@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from bot.client import ParrotBot, parrot_intents
+from bot.core.app import build
 from bot.core.config import CooldownConfig, ParrotConfig
-from bot.core.services import ParrotServices
 from tests.bot.conftest import (
     TINY_TRAINING,
     World,
@@ -77,10 +77,10 @@ async def strict_world(
         ),
     )
     guild, channel, admin, member = make_world_entities(fake_discord)
-    services = ParrotServices.from_config(config, train_overrides=TINY_TRAINING)
+    services = build(config, train_overrides=TINY_TRAINING)
     bot = ParrotBot(config, services=services)
     async with run_bot(bot, fake_discord):
-        await services.install_checkpoint(guild.id, tiny_checkpoint_path)
+        await services.models.install(guild.id, tiny_checkpoint_path)
         yield World(fake_discord, bot, guild, channel, admin, member)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from bot.console import ConsoleCommand, parse_line
 from bot.core.errors import InvalidInput
-from tests.bot.conftest import SMALL_TEXT
+from tests.helpers.corpora import SMALL_TEXT
 
 ROOT = Path(__file__).resolve().parents[2]
 

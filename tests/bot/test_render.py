@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core.training.progress import RunProgress
 from bot.render import (
     DISCORD_MESSAGE_LIMIT,
     fit_message,
@@ -33,7 +34,17 @@ def test_generation_text_bolds_the_prompt_and_escapes() -> None:
 
 
 def test_progress_line_and_png() -> None:
-    line = progress_line(50, 200, 1.2345, 75)
+    progress = RunProgress(
+        step=50,
+        total_steps=200,
+        train_loss=1.2345,
+        val_loss=None,
+        best_val_loss=None,
+        chars_per_sec=0.0,
+        eta_seconds=75,
+        elapsed_seconds=0.0,
+    )
+    line = progress_line(progress)
     assert "25%" in line and "50/200" in line and "1.234" in line and "1m15s" in line
     png = loss_curve_png([[0, 4.0, None], [10, 3.0, 3.1], [20, 2.5, 2.7]])
     assert png is not None and png.startswith(b"\x89PNG")

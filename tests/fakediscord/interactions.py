@@ -18,7 +18,7 @@ from tests.fakediscord.messages import StoredAttachment, iter_components
 from tests.fakediscord.records import SentMessage
 
 if TYPE_CHECKING:
-    from tests.fakediscord.server import FakeDiscord
+    from tests.fakediscord.inspection import Inspection
 
 Payload = dict[str, Any]
 POLL_INTERVAL_S = 0.01
@@ -91,7 +91,7 @@ class InteractionHandle:
     id: int
     token: str
     payload: Payload
-    fake: FakeDiscord = field(repr=False, compare=False)
+    fake: Inspection = field(repr=False, compare=False)
     dispatched_at: float = field(default_factory=time.monotonic)
     responded_at: float | None = None
     callbacks: list[Payload] = field(default_factory=list)

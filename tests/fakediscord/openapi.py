@@ -1,8 +1,10 @@
 """Checks every request the bot sends against Discord's official OpenAPI 3.1 description.
 
-The spec is loaded once per process (it is over a megabyte) and a compiled validator is
-cached per (path template, method, media type). Schemas are JSON Schema 2020-12, so they
-are validated with jsonschema's Draft 2020-12 validator, `$ref`s resolved inside the spec.
+The spec is vendored, gzipped, in `discord_api_spec/` beside this module (see its SOURCE.md);
+`$PARROT_DISCORD_OPENAPI` points at another copy. It is loaded once per process (it is over
+a megabyte) and a compiled validator is cached per (path template, method, media type).
+Schemas are JSON Schema 2020-12, so they are validated with jsonschema's Draft 2020-12
+validator, `$ref`s resolved inside the spec.
 
 One deliberate leniency: `SnowflakeType` is a numeric *string* in the spec, but Discord
 accepts JSON integers for snowflakes too and discord.py sends some as ints (allowed_mentions
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
 import json
 import os
 import re
@@ -32,15 +35,16 @@ SPEC_ENV_VAR = "PARROT_DISCORD_OPENAPI"
 SPEC_URI = "urn:discord-openapi"
 API_PREFIX = "/api/v10"
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head", "options")
+# The upstream openapi.json, gzipped (`discord_api_spec/SOURCE.md` says from where and how).
+VENDORED_SPEC = Path(__file__).resolve().parent / "discord_api_spec" / "openapi.json.gz"
 
 
 def default_spec_path() -> Path:
-    """`$PARROT_DISCORD_OPENAPI`, else `<repo>/../shared/discord-api-spec/openapi.json`."""
+    """`$PARROT_DISCORD_OPENAPI`, else the copy vendored in `discord_api_spec/`."""
     from_env = os.environ.get(SPEC_ENV_VAR)
     if from_env:
         return Path(from_env)
-    repo_root = Path(__file__).resolve().parents[2]
-    return repo_root.parent / "shared" / "discord-api-spec" / "openapi.json"
+    return VENDORED_SPEC
 
 
 @functools.cache
@@ -50,7 +54,8 @@ def load_spec(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"Discord OpenAPI spec not found at {path}; set {SPEC_ENV_VAR} to its location"
         )
-    spec = json.loads(path.read_text(encoding="utf-8"))
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    spec = json.loads(raw.decode("utf-8"))
     return _with_lenient_snowflakes(spec)
 
 

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakediscord.openapi import OpenApiValidator, default_spec_path, load_spec
+from tests.fakediscord.openapi import (
+    VENDORED_SPEC,
+    OpenApiValidator,
+    default_spec_path,
+    load_spec,
+)
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +19,10 @@ def validator() -> OpenApiValidator:
     return OpenApiValidator()
 
 
-def test_spec_is_found_beside_the_repository() -> None:
+def test_spec_is_vendored_in_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PARROT_DISCORD_OPENAPI", raising=False)
+    assert default_spec_path() == VENDORED_SPEC
+    assert VENDORED_SPEC.is_relative_to(Path(__file__).resolve().parent)
     assert default_spec_path().is_file()
     assert load_spec(default_spec_path())["openapi"].startswith("3.1")
 

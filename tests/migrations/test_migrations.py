@@ -14,8 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from bot.core.db import MIGRATIONS_DIR, alembic_config, current_revision, make_engine
-from bot.core.tables import Base
+from bot.core.storage.db import MIGRATIONS_DIR, alembic_config, current_revision, make_engine
+from bot.core.storage.tables import Base
 
 TABLES = {
     "servers",

@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
 
 from models.checkpoint import Checkpoint
-from models.train import TrainConfig, train
-
-SMALL_TEXT = (
-    "the quick brown fox jumps over the lazy dog. "
-    "a stitch in time saves nine. "
-    "to be or not to be, that is the question.\n"
-) * 40
+from models.config import TrainConfig
+from models.presets import TINY
+from models.train import train
+from tests.helpers.corpora import SMALL_TEXT
 
 
-def tiny_config(**overrides: object) -> TrainConfig:
-    base: dict[str, object] = {
-        "hidden_size": 32,
-        "embed_dim": 16,
-        "num_layers": 1,
-        "dropout": 0.0,
-        "seq_len": 32,
-        "batch_size": 8,
-        "lr": 1e-2,
-        "warmup_steps": 5,
-        "max_minutes": None,
-        "max_steps": 40,
-        "eval_interval": 20,
-        "device": "cpu",
-        "precision": "fp32",
-    }
-    base.update(overrides)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+def tiny_config(**overrides: Any) -> TrainConfig:
+    """The `tiny` preset with some settings changed."""
+    return replace(TINY, **overrides)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from bot.cli import main
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from tests.models.conftest import SMALL_TEXT
+from tests.helpers.corpora import SMALL_TEXT
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from models.checkpoint import Checkpoint
+from models.config import Precision
 from models.errors import InvalidSettingError
 from models.sample import BatchSampler, SampleRequest, sample_batch, stream
-from models.train import Precision, train
+from models.train import train
 from models.vocab import Vocab
 from tests.models.conftest import tiny_config
 
@@ -103,6 +104,21 @@ def test_filters_cut_the_distribution(tiny_checkpoint: Checkpoint) -> None:
         assert float(dist.sum()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_excluded_ids_are_never_drawn(tiny_checkpoint: Checkpoint) -> None:
+    sampler = _sampler(tiny_checkpoint, "fp32")
+    greedy = sampler.add(SampleRequest("the qu", temperature=0, max_chars=5))
+    other = sampler.add(SampleRequest("the qu", temperature=0, max_chars=5))
+    assert sampler.handles == (greedy, other)
+    ranked = sampler.next_logits()[greedy].argsort(descending=True).tolist()
+    banned = torch.zeros(len(tiny_checkpoint.vocab), dtype=torch.bool)
+    banned[ranked[0]] = True
+    sampler.step(exclude={greedy: banned})
+    chars = tiny_checkpoint.vocab.to_list()
+    # The best character left is drawn; the batch-mate is not affected.
+    assert sampler.text_of(greedy) == chars[ranked[1]]
+    assert sampler.text_of(other) == chars[ranked[0]]
+
+
 def test_greedy_is_deterministic_without_a_seed(tiny_checkpoint: Checkpoint) -> None:
     a, b = sample_batch(tiny_checkpoint, [SampleRequest("the", temperature=0, max_chars=40)] * 2)
     assert a == b
@@ -186,12 +202,11 @@ def test_the_step_path_matches_the_modules_own_forward(small_text: str) -> None:
         sampler = BatchSampler(model, ckpt.vocab, precision="fp32")
         for prompt in ("the quick", "a"):
             handle = sampler.add(SampleRequest(prompt))
-            position = [row.handle for row in sampler._rows].index(handle)
-            assert sampler._logits is not None
             with torch.inference_mode():
                 idx = torch.tensor([ckpt.vocab.encode(prompt)])
                 expected = model(idx)[0][0, -1].clone()  # [V]
                 expected[0] = -torch.inf  # <unk> is masked by the sampler
-            torch.testing.assert_close(sampler._logits[position], expected, atol=1e-5, rtol=1e-4)
+            logits = sampler.next_logits()[handle]
+            torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-4)
         sampler.step()  # one sampled character through the step path, both rows
         assert sampler.active == 2

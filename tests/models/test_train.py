@@ -6,15 +6,10 @@ import pytest
 import torch
 
 from models.checkpoint import Checkpoint
+from models.config import minimum_corpus_chars
+from models.device import resolve_device, resolve_precision
 from models.errors import CorpusTooSmallError, InvalidSettingError, TrainingCancelled
-from models.train import (
-    Progress,
-    evaluate,
-    minimum_corpus_chars,
-    resolve_device,
-    resolve_precision,
-    train,
-)
+from models.train import Progress, evaluate, train
 from tests.models.conftest import tiny_config
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.core import corpus
-from bot.core.db import session_scope
-from bot.core.tables import Message
+from bot.core.storage import tables
+from bot.core.storage.db import session_scope
+from bot.core.storage.tables import Message
 from tests.bot.conftest import World
 
 
@@ -28,7 +28,7 @@ def stored(world: World) -> dict[int, str]:
 
 
 async def flushed(world: World) -> dict[int, str]:
-    await world.services.messages.flush()
+    await world.services.collection.buffer.flush()
     return stored(world)
 
 
@@ -42,7 +42,7 @@ async def test_messages_are_collected_edited_and_deleted(world: World) -> None:
     bot_user = world.fake.add_user("otherbot", bot=True)
     await world.fake.send_message(world.channel, bot_user, "beep from a bot")
     await world.fake.wait_for(
-        lambda: world.services.messages.pending >= 2 or len(stored(world)) >= 2,
+        lambda: world.services.collection.buffer.pending >= 2 or len(stored(world)) >= 2,
         timeout_s=10,
         what="collection",
     )
@@ -82,7 +82,7 @@ async def test_nsfw_channels_are_not_collected(world: World) -> None:
     # Events are handled in order: once the next one is buffered, the first was seen.
     await world.fake.send_message(world.channel, world.member, "sync point")
     await world.fake.wait_for(
-        lambda: world.services.messages.pending >= 1, timeout_s=10, what="collection"
+        lambda: world.services.collection.buffer.pending >= 1, timeout_s=10, what="collection"
     )
     assert list((await flushed(world)).values()) == ["sync point"]
 
@@ -91,7 +91,7 @@ async def test_opt_out_export_forget(world: World) -> None:
     await opt_in_channel(world)
     await world.fake.send_message(world.channel, world.member, "mine, remember me")
     await world.fake.wait_for(
-        lambda: world.services.messages.pending >= 1, timeout_s=10, what="collection"
+        lambda: world.services.collection.buffer.pending >= 1, timeout_s=10, what="collection"
     )
 
     export = await world.fake.invoke_slash(
@@ -108,7 +108,7 @@ async def test_opt_out_export_forget(world: World) -> None:
     assert optout.ephemeral and "Deleted 1 messages" in (edit.content or "")
     await world.fake.send_message(world.channel, world.member, "opted out now")
     await world.fake.wait_for(
-        lambda: world.services.messages.pending >= 1, timeout_s=10, what="collection"
+        lambda: world.services.collection.buffer.pending >= 1, timeout_s=10, what="collection"
     )
     assert await flushed(world) == {}  # buffered, then dropped by the store
 
@@ -118,7 +118,7 @@ async def test_opt_out_export_forget(world: World) -> None:
     await optin.wait_response(timeout_s=30)
     await world.fake.send_message(world.channel, world.member, "back again")
     await world.fake.wait_for(
-        lambda: world.services.messages.pending >= 1, timeout_s=10, what="collection"
+        lambda: world.services.collection.buffer.pending >= 1, timeout_s=10, what="collection"
     )
     assert list((await flushed(world)).values()) == ["back again"]
 
@@ -139,14 +139,14 @@ async def test_leaving_a_server_purges_it(world: World, tiny_checkpoint_path: Pa
     await opt_in_channel(world)
     await world.fake.send_message(world.channel, world.member, "soon gone")
     await flushed(world)
-    model = await world.services.install_checkpoint(world.guild.id, tiny_checkpoint_path)
+    model = await world.services.models.install(world.guild.id, tiny_checkpoint_path)
     assert model.path.exists()
 
     await world.fake.remove_guild(world.guild)
 
     def purged() -> bool:
         with session_scope(world.services.sessions) as session:
-            server = session.get(corpus.Server, world.guild.id)
+            server = session.get(tables.Server, world.guild.id)
         return server is None and not model.path.exists()
 
     await world.fake.wait_for(purged, timeout_s=10, what="the purge")

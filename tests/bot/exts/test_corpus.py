@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.core import corpus
-from bot.core.db import session_scope
+from bot.core.storage import corpus_text
+from bot.core.storage.db import session_scope
 from tests.bot.conftest import World
 
 NO_PINGS = {"parse": []}
@@ -25,7 +25,9 @@ async def corpus_command(
 
 def stored_messages(world: World) -> list[str]:
     with session_scope(world.services.sessions) as session:
-        return [text for text in corpus.corpus_text(session, world.guild.id).split("\n") if text]
+        return [
+            text for text in corpus_text.corpus_text(session, world.guild.id).split("\n") if text
+        ]
 
 
 async def test_channel_add_then_status(world: World) -> None:

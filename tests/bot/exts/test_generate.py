@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bot.client import ParrotBot
+from bot.core.app import build
 from bot.core.config import ParrotConfig
-from bot.core.services import ParrotServices
 from tests.bot.conftest import World, make_world_entities, wait_for_buttons
 from tests.fakediscord import CallbackType, FakeDiscord, InteractionHandle, run_bot
 
@@ -188,9 +188,9 @@ async def quick_buttons_world(
         generation=dataclasses.replace(parrot_config.generation, button_timeout_seconds=0.5),
     )
     guild, channel, admin, member = make_world_entities(fake_discord)
-    bot = ParrotBot(config, services=ParrotServices.from_config(config))
+    bot = ParrotBot(config, services=build(config))
     async with run_bot(bot, fake_discord):
-        await bot.services.install_checkpoint(guild.id, tiny_checkpoint_path)
+        await bot.services.models.install(guild.id, tiny_checkpoint_path)
         yield World(fake_discord, bot, guild, channel, admin, member)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.core import corpus
-from bot.core.db import session_scope
+from bot.core.storage import corpus
+from bot.core.storage.db import session_scope
 from tests.bot.conftest import World, wait_for_buttons
 
 

@@ -7,17 +7,13 @@ import asyncio
 from datetime import timedelta
 
 from bot.client import ParrotBot
+from bot.core.app import build
 from bot.core.config import ParrotConfig
-from bot.core.db import upgrade_to_head
-from bot.core.services import Actor, ParrotServices
-from tests.bot.conftest import (
-    SMALL_TEXT,
-    TINY_TRAINING,
-    World,
-    assert_nothing_pings,
-    make_world_entities,
-)
+from bot.core.services.actor import Actor
+from bot.core.storage.db import upgrade_to_head
+from tests.bot.conftest import TINY_TRAINING, World, assert_nothing_pings, make_world_entities
 from tests.fakediscord import FakeChannel, FakeDiscord, SentMessage, run_bot
+from tests.helpers.corpora import SMALL_TEXT
 
 NO_PINGS = {"parse": []}
 # Long enough for a second (duplicate) post of the same final event to have arrived.
@@ -78,7 +74,7 @@ async def test_train_shows_progress_then_the_result(world: World) -> None:
     await asyncio.sleep(DUPLICATE_GRACE_SECONDS)
     assert channel_results(world.fake, world.channel) == []  # the edit was the one report
     assert sum("finished" in (e.content or "") for e in handle.edits) == 1
-    model = await world.services.model_info(world.guild.id)
+    model = await world.services.models.info(world.guild.id)
     assert model.model.arch == "gru"
 
     # /model shows the new model with its loss curve.
@@ -134,12 +130,12 @@ async def test_a_run_queued_before_the_bot_started_posts_its_result_once(
     fake_discord: FakeDiscord, parrot_config: ParrotConfig
 ) -> None:
     guild, channel, admin, _ = make_world_entities(fake_discord)
-    services = ParrotServices.from_config(parrot_config, train_overrides=TINY_TRAINING)
+    services = build(parrot_config, train_overrides=TINY_TRAINING)
     # The previous bot process's work: a corpus and a queued /train run, nobody following.
     await asyncio.to_thread(upgrade_to_head, parrot_config.storage.resolved_database_url)
     admin_actor = Actor(server_id=guild.id, user_id=admin.id, can_manage=True)
-    await services.upload_document(admin_actor, "corpus.txt", (SMALL_TEXT * 3).encode())
-    run_id = await services.training.enqueue(
+    await services.corpus.upload(admin_actor, "corpus.txt", (SMALL_TEXT * 3).encode())
+    run_id = await services.trainer.enqueue(
         guild.id, mode="scratch", requested_by=admin.id, notify_channel_id=channel.id
     )
     bot = ParrotBot(parrot_config, services=services)
@@ -160,8 +156,8 @@ async def test_a_run_queued_before_the_bot_started_posts_its_result_once(
 
 async def test_a_scheduled_run_posts_nothing(world: World) -> None:
     await upload_corpus(world)
-    run_id = await world.services.training.enqueue(world.guild.id, trigger="schedule")
-    async for update in world.services.watch_training(run_id):
+    run_id = await world.services.trainer.enqueue(world.guild.id, trigger="schedule")
+    async for update in world.services.training.watch(run_id):
         if update.final:
             break
     await asyncio.sleep(DUPLICATE_GRACE_SECONDS)

@@ -1,0 +1,139 @@
+"""Planning a training run: what the worker will train, from what, and for how long.
+
+Mode and architecture: `scratch` trains a new model with the requested architecture (else
+the server's `servers.arch`, else `[model] arch`) and the server's preferred size
+(`servers.hidden_size/num_layers`, else `[model]`); `fine-tune` continues the active model
+(its architecture wins; with no model yet it becomes `scratch`, and the result says so).
+`arch="auto"` on a scratch run trains a GRU and an LSTM, each with half the time budget,
+and keeps the one with the lower validation loss. Budgets: `training.max_minutes`
+(scratch), `training.fine_tune_minutes` (fine-tune, capped by max_minutes),
+`training.max_corpus_chars`.
+
+Synchronous (database and checkpoint reads): call from a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.core.checkpoints.registry import ModelRegistry
+from bot.core.config import ParrotConfig
+from bot.core.errors import CorpusTooSmall
+from bot.core.kinds import AUTO_ARCH, AUTO_CANDIDATES, RUN_ARCHS, RunMode
+from bot.core.storage import corpus_text
+from bot.core.storage.tables import Server, TrainingRun
+from bot.core.training.queue import RunInfo
+from bot.core.training.worker import WorkerJob
+
+# Beyond the training budget: reading the corpus, importing torch, evaluation, saving.
+WATCHDOG_GRACE_SECONDS = 300.0
+# TrainConfig fields the planner sets itself; overrides may not replace them piecemeal.
+BUDGET_KEYS = ("max_minutes", "max_steps")
+
+
+@dataclass
+class RunPlan:
+    job: WorkerJob
+    mode: RunMode  # may differ from the requested one (fine-tune without a model)
+    incumbent_id: int | None
+    deadline_seconds: float
+
+    def notes(self, info: RunInfo) -> list[str]:
+        """What the result should say about how the plan differs from the request."""
+        if self.mode != info.mode:
+            return ["the server had no model yet, so this run trained one from scratch"]
+        return []
+
+
+def base_settings(config: ParrotConfig) -> dict[str, Any]:
+    """TrainConfig fields from the config's `[model]` and `[training]`."""
+    model = config.model
+    return {
+        "embed_dim": model.embed_dim,
+        "hidden_size": model.hidden_size,
+        "num_layers": model.num_layers,
+        "dropout": model.dropout,
+        "seed": config.training.seed,
+        "device": config.training.device,
+    }
+
+
+def minimum_chars(config: ParrotConfig, overrides: Mapping[str, Any]) -> int:
+    """The fewest corpus characters a run with these settings can train on."""
+    from models.config import TrainConfig, minimum_corpus_chars
+
+    settings = {**base_settings(config), **overrides}
+    for key in BUDGET_KEYS:
+        settings.pop(key, None)
+    return minimum_corpus_chars(TrainConfig(**settings))
+
+
+def plan_run(
+    config: ParrotConfig,
+    sessions: sessionmaker[Session],
+    registry: ModelRegistry,
+    overrides: Mapping[str, Any],
+    info: RunInfo,
+) -> RunPlan:
+    """The worker's job for a claimed run; records the corpus size at start on the row."""
+    training = config.training
+    with sessions() as session, session.begin():
+        server = session.get(Server, info.server_id)
+        if server is None:
+            raise CorpusTooSmall("This server's data was deleted.")
+        chars = corpus_text.corpus_stats(session, info.server_id).chars
+        row = session.get(TrainingRun, info.id)
+        if row is not None:
+            row.corpus_chars_at_start = chars
+        preferred = {
+            "arch": server.arch,
+            "hidden_size": server.hidden_size,
+            "num_layers": server.num_layers,
+        }
+    # Loads (and so validates) the active checkpoint; a corrupt one is set aside here
+    # and the previous model becomes the incumbent.
+    incumbent = registry.active_checkpoint(info.server_id)
+    mode = info.mode
+    if mode == RunMode.FINE_TUNE and incumbent is None:
+        mode = RunMode.SCRATCH
+    settings = base_settings(config)
+    for key in ("hidden_size", "num_layers"):
+        if preferred[key]:
+            settings[key] = preferred[key]
+    max_steps = overrides.get("max_steps")
+    settings.update({k: v for k, v in overrides.items() if k not in BUDGET_KEYS})
+    if mode == RunMode.FINE_TUNE:
+        assert incumbent is not None
+        archs: tuple[str, ...] = (incumbent.model.arch,)
+        minutes = min(training.fine_tune_minutes, training.max_minutes)
+    else:
+        arch = info.arch if info.arch in RUN_ARCHS else ""
+        arch = arch or preferred["arch"] or config.model.arch
+        archs = AUTO_CANDIDATES if arch == AUTO_ARCH else (arch,)
+        minutes = training.max_minutes
+    minutes = float(overrides.get("max_minutes", minutes) or minutes)
+    job = WorkerJob(
+        run_id=info.id,
+        server_id=info.server_id,
+        database_url=config.storage.resolved_database_url,
+        mode=mode.value,
+        archs=archs,
+        train_settings=settings,
+        minutes=minutes,
+        max_steps=max_steps,
+        max_corpus_chars=training.max_corpus_chars,
+        checkpoint_dir=str(registry.server_dir(info.server_id)),
+        incumbent_path=str(incumbent.model.path) if incumbent is not None else None,
+        verbatim_span=config.generation.max_verbatim_chars or None,
+        busy_timeout_ms=config.storage.sqlite_busy_timeout_ms,
+    )
+    return RunPlan(
+        job=job,
+        mode=mode,
+        incumbent_id=incumbent.model.id if incumbent is not None else None,
+        deadline_seconds=minutes * 60.0 + WATCHDOG_GRACE_SECONDS,
+    )

@@ -1,0 +1,291 @@
+"""The training worker: the code that runs in the spawned process, and the messages it sends.
+
+The bot process never trains: `bot.core.training.manager.TrainingManager` starts one process per run
+with the multiprocessing *spawn* context (a fresh interpreter: no inherited threads, locks
+or CUDA state) and runs `worker_main` there. The worker
+
+1. reads the server's corpus itself from the database (`iter_corpus_text`, newest text kept
+   up to `max_corpus_chars`), so a large text never passes through the bot process;
+2. trains (`models.train.train`) once per architecture (two for `auto`), reporting progress
+   and checking the cancel flag from the `on_progress` callback;
+3. measures the candidate(s) and the incumbent model on the *same* validation text (the last
+   `val_fraction` of this corpus, as `train` splits it), so the registry can apply its
+   activation rule on a fair comparison;
+4. writes the winning checkpoint atomically and builds the verbatim-copy index beside it;
+5. sends one final message (`WorkerFinished`, or `WorkerFailed` with a readable reason).
+
+It never writes to the database: the bot process owns every status change, so a worker that
+dies at any point (OOM, kill -9) leaves the database as it was and, at worst, an orphan file.
+
+Messages are small frozen dataclasses sent over a one-way `multiprocessing` pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from sqlalchemy.orm import Session
+
+from bot.core.checkpoints.files import checkpoint_filename
+from bot.core.errors import ParrotError
+from bot.core.generation.verbatim import VerbatimIndex, index_path_for
+from bot.core.storage.corpus_text import iter_corpus_text
+from bot.core.storage.db import make_engine
+from bot.core.training.progress import RunProgress
+from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from models.config import TrainConfig, validation_chars
+from models.device import resolve_device
+from models.errors import ModelError, TrainingCancelled
+from models.train import evaluate, train
+from models.units import LN2
+
+log = logging.getLogger(__name__)
+
+WORKER_NICENESS = 10
+PROGRESS_INTERVAL_SECONDS = 0.25  # at most this often over the pipe (plus every validation)
+
+
+class CancelFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything the worker needs; pickled to the child process, so plain data only."""
+
+    run_id: int
+    server_id: int
+    database_url: str
+    mode: str  # "fine-tune" | "scratch" (already resolved: fine-tune always has an incumbent)
+    archs: tuple[str, ...]  # one, or ("gru", "lstm") for auto
+    train_settings: dict[str, Any]  # models.config.TrainConfig fields, except arch and budget
+    minutes: float  # wall-clock budget for the whole run, split between the archs
+    max_steps: int | None
+    max_corpus_chars: int
+    checkpoint_dir: str
+    incumbent_path: str | None
+    verbatim_span: int | None  # None: do not build the verbatim index
+    busy_timeout_ms: int = 5_000
+
+
+@dataclass(frozen=True)
+class WorkerStarted:
+    corpus_chars: int
+    device: str
+
+
+@dataclass(frozen=True)
+class WorkerFinished:
+    cancelled: bool
+    checkpoint_path: str | None = None
+    arch: str | None = None
+    val_loss: float | None = None  # nats/char of the new model on the validation text
+    incumbent_val_loss: float | None = None  # the active model on the same text
+    param_count: int = 0
+    chars_trained: int = 0
+    steps: int = 0
+    device: str = ""
+    verbatim_index: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkerFailed:
+    reason: str
+
+
+WorkerMessage = WorkerStarted | RunProgress | WorkerFinished | WorkerFailed
+
+
+def worker_main(job: WorkerJob, conn: Connection, cancel: CancelFlag) -> None:
+    """Entry point of the spawned process."""
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides what happens
+    # to this run (it sets the cancel flag), so the worker must not die on SIGINT itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Training may use every core; the bot's event loop (gateway heartbeats, /generate)
+    # must still get the CPU when it needs it, so the worker yields to it.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
+    logging.basicConfig(level=logging.INFO, format="[worker %(process)d] %(levelname)s %(message)s")
+    exit_code = 0
+    try:
+        conn.send(run_job(job, conn.send, cancel))
+    except BaseException as error:  # the process is ending anyway: report, never hide
+        exit_code = 1
+        traceback.print_exc(file=sys.stderr)
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(WorkerFailed(describe_failure(error)))
+    finally:
+        conn.close()
+    if exit_code:
+        sys.exit(exit_code)
+
+
+def describe_failure(error: BaseException) -> str:
+    """A one-line reason for a failed run, written for a server admin."""
+    if _is_out_of_memory(error):
+        return (
+            "out of memory: the model or the corpus does not fit on this device "
+            "(try a smaller model or a smaller max_corpus_chars)"
+        )
+    if isinstance(error, ParrotError | ModelError):
+        return str(error)
+    first_line = (str(error).splitlines() or [""])[0][:300]
+    return f"the training worker crashed: {type(error).__name__}: {first_line}".rstrip(": ")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def read_corpus(job: WorkerJob) -> str:
+    # A plain (deferred) transaction: a long read must not hold SQLite's write lock.
+    engine = make_engine(
+        job.database_url, busy_timeout_ms=job.busy_timeout_ms, begin_immediate=False
+    )
+    try:
+        with engine.connect() as connection, Session(bind=connection) as session:
+            return "".join(iter_corpus_text(session, job.server_id, max_chars=job.max_corpus_chars))
+    finally:
+        engine.dispose()
+
+
+def validation_text(text: str, val_fraction: float, max_chars: int) -> str:
+    """The validation split exactly as `models.train` cuts it (the last `val_fraction`)."""
+    return text[-validation_chars(len(text), val_fraction) :][: max_chars + 1]
+
+
+def run_job(
+    job: WorkerJob, send: Callable[[WorkerMessage], None], cancel: CancelFlag
+) -> WorkerFinished:
+    """Train, compare and save; returns the final message (also used in-process by tests)."""
+    device = resolve_device(str(job.train_settings.get("device", "auto")))
+    text = read_corpus(job)
+    send(WorkerStarted(corpus_chars=len(text), device=str(device)))
+
+    incumbent = load_checkpoint(job.incumbent_path) if job.incumbent_path else None
+    init = incumbent if job.mode == "fine-tune" else None
+    minutes_each = job.minutes / len(job.archs)
+    candidates: list[tuple[str, Checkpoint, int]] = []
+    notes: list[str] = []
+    base_config = TrainConfig(**job.train_settings)
+
+    for phase, arch in enumerate(job.archs, start=1):
+        config = TrainConfig(
+            **{**job.train_settings, "arch": arch},
+            max_minutes=minutes_each,
+            max_steps=job.max_steps,
+        )
+        on_progress = _progress_reporter(send, cancel, arch, phase, len(job.archs))
+        try:
+            result = train(text, config, init=init, on_progress=on_progress)
+        except TrainingCancelled:
+            return WorkerFinished(cancelled=True, device=str(device))
+        if result.cancelled:
+            return WorkerFinished(cancelled=True, device=str(device))
+        candidates.append((arch, result.checkpoint, result.steps))
+
+    val_text = validation_text(text, base_config.val_fraction, base_config.max_eval_chars)
+    device_name = str(device)
+    scored = [
+        (evaluate(ckpt, val_text, device=device_name).nats_per_char, arch, ckpt, steps)
+        for arch, ckpt, steps in candidates
+    ]
+    scored.sort(key=lambda item: _sort_key(item[0]))
+    val_loss, arch, best, steps = scored[0]
+    if len(scored) > 1:
+        notes.append(
+            ", ".join(f"{a}: {v / LN2:.3f} bits/char" for v, a, _, _ in scored) + f"; kept {arch}"
+        )
+    incumbent_val = (
+        evaluate(incumbent, val_text, device=device_name).nats_per_char if incumbent else None
+    )
+
+    path = Path(job.checkpoint_dir) / checkpoint_filename(job.run_id, arch)
+    save_checkpoint(best, path)
+    has_index = _build_verbatim_index(text, path, job.verbatim_span, notes)
+    return WorkerFinished(
+        cancelled=False,
+        checkpoint_path=str(path),
+        arch=arch,
+        val_loss=_finite_or_none(val_loss),
+        incumbent_val_loss=_finite_or_none(incumbent_val) if incumbent_val is not None else None,
+        param_count=best.param_count,
+        chars_trained=best.stats.chars_seen,
+        steps=steps,
+        device=device_name,
+        verbatim_index=has_index,
+        notes=notes,
+    )
+
+
+def _build_verbatim_index(text: str, checkpoint: Path, span: int | None, notes: list[str]) -> bool:
+    if span is None:
+        return False
+    try:
+        VerbatimIndex.build(text, span).save(index_path_for(checkpoint))
+    except (MemoryError, OSError, ValueError) as error:
+        # The model is still good; the sampler runs without the guard for it (and says so).
+        notes.append(f"verbatim index not built: {error}")
+        log.error("verbatim index for %s not built: %s", checkpoint, error)
+        return False
+    return True
+
+
+def _progress_reporter(
+    send: Callable[[WorkerMessage], None], cancel: CancelFlag, arch: str, phase: int, phases: int
+) -> Callable[[Any], bool]:
+    last_sent = 0.0
+    last_val: float | None = None
+
+    def on_progress(progress: Any) -> bool:
+        nonlocal last_sent, last_val
+        now = time.monotonic()
+        new_validation = progress.val_loss is not None and progress.val_loss != last_val
+        if new_validation or now - last_sent >= PROGRESS_INTERVAL_SECONDS:
+            last_sent, last_val = now, progress.val_loss
+            send(
+                RunProgress(
+                    arch=arch,
+                    phase=phase,
+                    phases=phases,
+                    step=int(progress.step),
+                    total_steps=int(progress.total_steps),
+                    train_loss=_finite_or_none(progress.train_loss),
+                    val_loss=_finite_or_none(progress.val_loss),
+                    best_val_loss=_finite_or_none(progress.best_val_loss),
+                    chars_per_sec=float(progress.chars_per_sec),
+                    eta_seconds=_finite_or_none(progress.eta_seconds),
+                    elapsed_seconds=float(progress.elapsed_seconds),
+                )
+            )
+        return not cancel.is_set()
+
+    return on_progress
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _sort_key(loss: float) -> float:
+    return loss if math.isfinite(loss) else math.inf
