@@ -7,19 +7,18 @@ gateway first, then the services (collected messages flushed, worker ended, DB c
 
 from __future__ import annotations
 
-import logging
-
 import discord
 from discord.ext import commands
 
 from bot.core.app import build
 from bot.core.config import ParrotConfig
+from bot.core.logs import get_logger
 from bot.core.services import ParrotServices
 from bot.errors import ParrotCommandTree
 from bot.mentions import NO_MENTIONS
 from bot.plugin import EXTENSIONS
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def parrot_intents() -> discord.Intents:

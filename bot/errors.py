@@ -17,16 +17,15 @@ not this one.
 
 from __future__ import annotations
 
-import logging
-
 import discord
 from discord import app_commands
 
 from bot.core.errors import ParrotError
+from bot.core.logs import get_logger
 from bot.mentions import NO_MENTIONS
 from models.errors import ModelError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 GENERIC_FAILURE = "Something went wrong on my side; it has been logged. Please try again later."
 HANDLED_KEY = "parrot_error_handled"

@@ -79,3 +79,13 @@ def test_no_module_reaches_into_private_attributes() -> None:
 def test_the_private_attribute_check_sees_a_reach() -> None:
     tree = ast.parse("def f(sampler):\n    return sampler._rows, self._ok, obj.__dict__\n")
     assert [text for _, text in _private_reaches(tree)] == ["sampler._rows"]
+
+
+def test_every_bot_logger_redacts_database_errors() -> None:
+    """A plain `logging.getLogger` would let a failed statement quote message text."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "bot").rglob("*.py"))
+        if "logging.getLogger(__name__)" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == [], "use bot.core.logs.get_logger"

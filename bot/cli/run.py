@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from bot.core.config import ParrotConfig, load_config
 from bot.core.errors import ConfigError
+from bot.core.logs import get_logger, install_redaction
 
 if TYPE_CHECKING:
     from models.cli import Subcommands
@@ -46,6 +47,8 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        install_redaction(handler)
 
 
 def run_bot_command(args: argparse.Namespace) -> int:
@@ -79,7 +82,7 @@ async def run_bot(config: ParrotConfig, token: str) -> int:
             stopper = asyncio.create_task(stopping.wait())
             done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if stopper in done:
-                logging.getLogger(__name__).info("stopping on signal")
+                get_logger(__name__).info("stopping on signal")
             await bot.close()
             stopper.cancel()
             if runner in done:

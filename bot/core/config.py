@@ -14,6 +14,7 @@ deployments and the tests:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -112,6 +113,18 @@ class CooldownConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    # Ordinary deletions (messages, edits, channel purges) stay blocked from verbatim output by
+    # the lineage guard at once; the weights forget them when the model is rebuilt from its
+    # root, queued when either of these is passed since the root run.
+    rebuild_after_deleted_fraction: float = 0.05
+    rebuild_after_days: float = 30.0
+    # After start-up (every shard ready), how long to wait before purging stored servers the
+    # bot is no longer in (it left or was removed while offline).
+    reconcile_grace_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class ConsoleConfig:
     corpus: str = ""  # empty: the bundled public-domain text
     checkpoint: str = ""  # empty: the bundled checkpoint
@@ -126,6 +139,7 @@ class ParrotConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     cooldowns: CooldownConfig = field(default_factory=CooldownConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     def token(self, env: Mapping[str, str] | None = None) -> str:
@@ -153,6 +167,10 @@ def load_config(
         storage = dataclasses.replace(storage, database_url=url)
     if data_dir := env.get("PARROT_DATA_DIR"):
         storage = dataclasses.replace(storage, data_dir=data_dir)
+    # Absolute from here on: model rows store paths under it, and a bot started from another
+    # working directory must still find every model.
+    absolute = str(Path(storage.data_dir).expanduser().resolve())
+    storage = dataclasses.replace(storage, data_dir=absolute)
     return dataclasses.replace(config, storage=storage)
 
 
@@ -175,6 +193,36 @@ def _build(cls: type[T], raw: Mapping[str, Any], where: str) -> T:
     return cls(**values)
 
 
+# Numbers where 0 would switch a feature off by accident or break it (a zero length, an
+# empty model, a zero interval); every other number only has to be finite and >= 0.
+MUST_BE_POSITIVE = frozenset(
+    {
+        "model.hidden_size",
+        "model.num_layers",
+        "model.embed_dim",
+        "training.max_minutes",
+        "training.fine_tune_minutes",
+        "training.max_corpus_chars",
+        "training.keep_checkpoints",
+        "schedule.interval_minutes",
+        "generation.default_length",
+        "generation.max_length",
+        "generation.default_temperature",
+        "generation.top_p",
+        "generation.button_timeout_seconds",
+        "generation.model_cache_size",
+        "generation.model_cache_mb",
+        "storage.max_upload_bytes",
+        "cooldowns.generate_per_server_per_minute",
+        "privacy.rebuild_after_deleted_fraction",
+        "privacy.rebuild_after_days",
+    }
+)
+FRACTIONS = frozenset(
+    {"generation.top_p", "model.dropout", "privacy.rebuild_after_deleted_fraction"}
+)
+
+
 def _check_scalar(key: str, hint: Any, value: Any) -> Any:
     allowed = getattr(hint, "__args__", None)
     if getattr(hint, "__origin__", None) is Literal:
@@ -185,6 +233,13 @@ def _check_scalar(key: str, hint: Any, value: Any) -> Any:
         value = float(value)
     if hint in (int, float, str, bool) and type(value) is not hint:
         raise ConfigError(f"{key} must be of type {hint.__name__}, got {value!r}")
-    if isinstance(value, int | float) and value < 0:
-        raise ConfigError(f"{key} must not be negative")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"{key} must not be negative")
+        if value == 0 and key in MUST_BE_POSITIVE:
+            raise ConfigError(f"{key} must be greater than 0")
+        if key in FRACTIONS and value > 1:
+            raise ConfigError(f"{key} must be between 0 and 1")
     return value

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 
@@ -21,13 +20,14 @@ from discord.ext import commands
 
 from bot.core.errors import ParrotError
 from bot.core.inputs import PROMPT_MAX_CHARS
+from bot.core.logs import get_logger
 from bot.core.services import ParrotServices
 from bot.core.services.actor import Actor
 from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
 from bot.render import fit_message, neutralize_mentions
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def is_age_restricted(channel: object) -> bool:
@@ -86,7 +86,9 @@ class CollectCog(commands.Cog, name="Collect"):
         assert message.guild is not None and self.bot.user is not None
         # The prompt is the message without the mention of the bot itself.
         prompt = re.sub(rf"<@!?{self.bot.user.id}>", "", message.content).strip()
-        prompt = prompt[-PROMPT_MAX_CHARS:] + "\n"
+        # The end of a long message is what a reply continues; with the newline the prompt
+        # must still fit the prompt limit, or the reply would be refused.
+        prompt = prompt[-(PROMPT_MAX_CHARS - 1) :] + "\n"
         actor = Actor(message.guild.id, message.author.id)
         try:
             options = self.services.generation.options(prompt)

@@ -13,7 +13,6 @@ runs have no notify channel and post nothing.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.kinds import RunStatus, TrainArch, TrainMode
+from bot.core.logs import get_logger
 from bot.core.services import ParrotServices
 from bot.core.training.queue import RunEvent
 from bot.exts.base import ParrotCog, actor_from
@@ -30,7 +30,7 @@ from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
 from bot.render import describe_finished_run, progress_line
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 EDIT_INTERVAL_SECONDS = 1.0
 INTERACTION_TOKEN_LIFETIME = timedelta(minutes=15)

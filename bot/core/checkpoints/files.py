@@ -8,13 +8,13 @@ verbatim index beside it (`<checkpoint>.verbatim`, see `bot.core.generation.verb
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
 from bot.core.generation.verbatim import INDEX_SUFFIX, index_path_for
+from bot.core.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CHECKPOINT_SUFFIX = ".ckpt"
 CORRUPT_SUFFIX = ".corrupt"

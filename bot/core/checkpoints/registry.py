@@ -32,7 +32,6 @@ status and its model row are committed together; the caller then calls `notify_a
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import shutil
 import threading
@@ -57,12 +56,13 @@ from bot.core.checkpoints.files import (
 )
 from bot.core.config import ParrotConfig
 from bot.core.kinds import RunStatus
+from bot.core.logs import get_logger
 from bot.core.storage.tables import TrainedModel, TrainingRun
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.errors import CheckpointError
 from models.units import LN2
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ActivationListener = Callable[[int, int], None]  # (server_id, model_id)
 

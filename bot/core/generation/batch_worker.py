@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Hashable, Mapping
@@ -33,11 +32,12 @@ import torch
 from torch import Tensor
 
 from bot.core.generation.verbatim import CopyGuard, VerbatimIndex, char_code
+from bot.core.logs import get_logger
 from models.charrnn import CharRNN
 from models.sample import BatchSampler, SampleRequest
 from models.vocab import Vocab
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class GuardedBatchSampler(BatchSampler):

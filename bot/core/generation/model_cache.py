@@ -14,14 +14,15 @@ requests for the same model that is not loaded yet wait for one load.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-log = logging.getLogger(__name__)
+from bot.core.logs import get_logger
+
+log = get_logger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import threading
 import time
@@ -36,11 +35,12 @@ from bot.core.errors import ModelNotReady
 from bot.core.generation.batch_worker import Job, ModelWorker
 from bot.core.generation.model_cache import ModelCache
 from bot.core.generation.verbatim import index_path_for, load_index_or_none
+from bot.core.logs import get_logger
 from models.checkpoint import load_checkpoint
 from models.errors import CheckpointError
 from models.sample import SampleRequest
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAX_FALLBACKS = 3  # corrupt checkpoints skipped in a row before giving up on a request
 _MB = 1024 * 1024

@@ -20,7 +20,6 @@ warning and the guard is disabled for that model, never a crash.
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import zipfile
@@ -30,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-log = logging.getLogger(__name__)
+from bot.core.logs import get_logger
+
+log = get_logger(__name__)
 
 FORMAT_VERSION = 1
 DEFAULT_SPAN = 40

@@ -57,6 +57,9 @@ def make_engine(
     - `foreign_keys`: enforce foreign keys (ON DELETE CASCADE). Migrations turn it off,
       because batch mode recreates tables and a DROP with foreign keys on would cascade.
     """
+    # Message text is user data: a failed statement's error (logged, sometimes shown) must
+    # never carry its bound parameters.
+    engine_kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **engine_kwargs)

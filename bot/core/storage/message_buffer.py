@@ -12,12 +12,12 @@ other servers their messages: it is logged and retried with the next flush, up t
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Iterable
 
+from bot.core.logs import get_logger
 from bot.core.storage.corpus import IncomingMessage
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # (server_id, messages) -> rows inserted; runs in a worker thread.
 StoreBatch = Callable[[int, list[IncomingMessage]], int]

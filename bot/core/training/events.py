@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.core.errors import InvalidInput
+from bot.core.logs import get_logger
 from bot.core.training.queue import RunEvent
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class RunEvents:

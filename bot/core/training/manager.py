@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import multiprocessing
 import threading
 import time
@@ -38,6 +37,7 @@ from bot.core.checkpoints.registry import ModelRegistry
 from bot.core.config import ParrotConfig
 from bot.core.errors import InvalidInput, ParrotError, TrainingBusy
 from bot.core.kinds import FINAL_STATUSES, RunMode, RunTrigger
+from bot.core.logs import get_logger
 from bot.core.training.events import RunEvents
 from bot.core.training.outcome import record_outcome
 from bot.core.training.plan import RunPlan, minimum_chars, plan_run
@@ -52,7 +52,7 @@ from bot.core.training.supervisor import (
 )
 from bot.core.training.worker import WorkerFinished
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class TrainingManager:

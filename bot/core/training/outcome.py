@@ -10,7 +10,6 @@ checkpoint nobody will register is deleted. Synchronous: call from a thread.
 from __future__ import annotations
 
 import contextlib
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.core.checkpoints.files import sidecar_paths
 from bot.core.checkpoints.registry import ModelRegistry, should_activate
 from bot.core.kinds import RunStatus
+from bot.core.logs import get_logger
 from bot.core.storage.tables import TrainingRun, utcnow
 from bot.core.training.plan import RunPlan
 from bot.core.training.queue import RunEvent, RunInfo
 from bot.core.training.supervisor import LiveRun, Outcome, death_reason
 from models.units import LN2
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def record_outcome(

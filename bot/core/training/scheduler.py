@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,12 +52,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.core.config import ParrotConfig
 from bot.core.errors import ConfigError, CorpusTooSmall, TrainingBusy
 from bot.core.kinds import RunMode, RunTrigger
+from bot.core.logs import get_logger
 from bot.core.storage import corpus_text
 from bot.core.storage.db import make_engine
 from bot.core.storage.tables import Server, TrainedModel
 from bot.core.training.manager import TrainingManager
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
 GLOBAL_JOB_ID = "parrot:training-check"

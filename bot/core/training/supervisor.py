@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import threading
 import time
@@ -23,6 +22,7 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.synchronize import Event as MpEvent
 from typing import Any
 
+from bot.core.logs import get_logger
 from bot.core.training.progress import RunProgress
 from bot.core.training.queue import SHUTDOWN_REASON, RunInfo
 from bot.core.training.worker import (
@@ -34,7 +34,7 @@ from bot.core.training.worker import (
     worker_main,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 HISTORY_POINT_SECONDS = 2.0  # a loss-history point at least this often (and at validations)
 PROGRESS_STORE_SECONDS = 1.0  # at most one progress write to the database per second

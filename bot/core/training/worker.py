@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from bot.core.checkpoints.files import checkpoint_filename
 from bot.core.errors import ParrotError
 from bot.core.generation.verbatim import VerbatimIndex, index_path_for
+from bot.core.logs import get_logger, install_redaction
 from bot.core.storage.corpus_text import iter_corpus_text
 from bot.core.storage.db import make_engine
 from bot.core.training.progress import RunProgress
@@ -52,7 +53,7 @@ from models.errors import ModelError, TrainingCancelled
 from models.train import evaluate, train
 from models.units import LN2
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 WORKER_NICENESS = 10
 PROGRESS_INTERVAL_SECONDS = 0.25  # at most this often over the pipe (plus every validation)
@@ -120,6 +121,8 @@ def worker_main(job: WorkerJob, conn: Connection, cancel: CancelFlag) -> None:
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
     logging.basicConfig(level=logging.INFO, format="[worker %(process)d] %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        install_redaction(handler)
     exit_code = 0
     try:
         conn.send(run_job(job, conn.send, cancel))

@@ -95,11 +95,13 @@ class GenerationView(OwnerOnlyView):
     async def _extend(
         self, interaction: discord.Interaction, shown: Generated, options: GenerateOptions
     ) -> None:
-        await self.services.generation.take_cooldown(self.shown.actor)
-        await interaction.response.defer()
-        self.last_interaction = interaction
+        # Busy before the first await: a second click a few milliseconds later must see it,
+        # or two streams would write into one message.
         self.busy = True
         try:
+            await self.services.generation.take_cooldown(self.shown.actor)
+            await interaction.response.defer()
+            self.last_interaction = interaction
             final = await self.tasks.run(
                 stream_into_response(interaction, self.services, shown, options, view=self)
             )

@@ -22,7 +22,10 @@ def test_example_config_documents_every_setting() -> None:
 
 
 def test_example_config_equals_the_defaults() -> None:
-    assert load_config(EXAMPLE, env={}) == ParrotConfig()
+    defaults = ParrotConfig()
+    # Loading makes the data directory absolute; everything else is the defaults.
+    absolute = dataclasses.replace(defaults.storage, data_dir=str(Path("data").resolve()))
+    assert load_config(EXAMPLE, env={}) == dataclasses.replace(defaults, storage=absolute)
 
 
 def test_no_file_means_defaults_and_env_overrides_apply(tmp_path: Path) -> None:
@@ -51,6 +54,10 @@ def test_token_comes_from_the_environment_first() -> None:
         ("[model]\narch = 'transformer'\n", "model.arch must be one of"),
         ("[modle]\n", "unknown setting(s) in [top level]: modle"),
         ("[training]\nmax_minutes = -1\n", "must not be negative"),
+        ("[cooldowns]\ngenerate_per_user_seconds = nan\n", "must be a finite number"),
+        ("[training]\nmax_minutes = inf\n", "must be a finite number"),
+        ("[generation]\nmax_length = 0\n", "generation.max_length must be greater than 0"),
+        ("[model]\ndropout = 1.5\n", "model.dropout must be between 0 and 1"),
         ("not toml at all [", "is not valid TOML"),
     ],
 )
@@ -64,3 +71,13 @@ def test_bad_config_gives_a_clear_error(tmp_path: Path, text: str, message: str)
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.toml", env={})
+
+
+def test_a_relative_data_dir_is_made_absolute_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, env={"PARROT_DATA_DIR": "data"})
+    monkeypatch.chdir("/")
+    assert config.storage.data_path == tmp_path.resolve() / "data"
+    assert config.storage.checkpoints_path.is_absolute()

@@ -222,3 +222,43 @@ async def test_streaming_edits_are_rate_limited(world_with_model: World) -> None
     partials = edits[:-1]
     for earlier, later in itertools.pairwise(partials):
         assert len(later.content or "") >= len(earlier.content or "")  # the text only grows
+
+
+@pytest.fixture
+async def no_cooldown_world(
+    fake_discord: FakeDiscord, parrot_config: ParrotConfig, tiny_checkpoint_path: Path
+) -> AsyncIterator[World]:
+    config = dataclasses.replace(
+        parrot_config,
+        cooldowns=dataclasses.replace(
+            parrot_config.cooldowns,
+            generate_per_user_seconds=0.0,
+            generate_per_server_per_minute=1000,
+        ),
+    )
+    guild, channel, admin, member = make_world_entities(fake_discord)
+    bot = ParrotBot(config, services=build(config))
+    async with run_bot(bot, fake_discord):
+        await bot.services.models.install(guild.id, tiny_checkpoint_path)
+        yield World(fake_discord, bot, guild, channel, admin, member)
+
+
+async def test_two_quick_clicks_on_continue_start_one_stream(no_cooldown_world: World) -> None:
+    world = no_cooldown_world
+    handle = await world.fake.invoke_slash(
+        world.guild, world.channel, world.member, "generate", {"start": "to be", "length": 200}
+    )
+    message = await wait_buttons(world, handle)
+    continue_id = buttons_of(message)["Continue"]
+    # The second click arrives while the first is still being acknowledged (well within
+    # 10 ms on the loopback fake).
+    first, second = await asyncio.gather(
+        world.fake.click_button(message, world.member, continue_id),
+        world.fake.click_button(message, world.member, continue_id),
+    )
+    await first.wait_response(timeout_s=30)
+    await second.wait_response(timeout_s=30)
+    kinds = [first.response_type, second.response_type]
+    assert kinds.count(CallbackType.DEFERRED_UPDATE_MESSAGE) == 1, kinds
+    refused = second if second.ephemeral else first
+    assert refused.ephemeral and "Still writing" in (refused.response or {})["data"]["content"]

@@ -84,3 +84,13 @@ async def test_random_reply_chance(world_with_model: World) -> None:
     cog.rng = AlwaysLow()  # type: ignore[attr-defined]
     await world.fake.send_message(world.channel, world.member, "an ordinary message")
     await world.fake.wait_for(lambda: len(bot_replies(world)) == 1, timeout_s=30, what="a reply")
+
+
+async def test_a_long_mention_gets_a_reply(world_with_model: World) -> None:
+    world = world_with_model
+    await enable_replies(world)
+    long_text = ("to be or not to be, that is the question. " * 40)[:1500]
+    await world.fake.send_message(
+        world.channel, world.member, f"<@{world.fake.bot_user.id}> {long_text}"
+    )
+    await world.fake.wait_for(lambda: len(bot_replies(world)) == 1, timeout_s=30, what="a reply")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, inspect, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.storage import corpus
@@ -107,3 +107,16 @@ def test_upgrade_current_and_downgrade(empty_database_url: str) -> None:
     upgrade_to_head(empty_database_url)  # idempotent from any state
     upgrade_to_head(empty_database_url)
     assert current_revision(empty_database_url) == head_revision()
+
+
+def test_a_failed_statement_never_shows_the_text_it_carried(engine: Engine) -> None:
+    secret = "a private message nobody should see in a log"
+    with pytest.raises(IntegrityError) as caught, engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO servers (id, name) VALUES (:id, :name), (:id, :name)"),
+            {"id": 77, "name": secret},
+        )
+    # SQLAlchemy's part of the message never lists the parameters; what PostgreSQL itself
+    # quotes ("Failing row contains …") is kept out of logs by bot.core.logs.
+    assert "[SQL parameters hidden due to hide_parameters=True]" in str(caught.value)
+    assert caught.value.statement is not None
