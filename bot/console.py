@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shlex
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from bot.core.inputs import train_arch, train_mode
 from bot.core.kinds import RunTrigger
 from bot.core.services import ParrotServices
 from bot.core.services.actor import Actor
-from bot.render import describe_finished_run, loss_curve_png, progress_line
+from bot.render import describe_finished_run, describe_purge, loss_curve_png, progress_line
 from models.errors import ModelError
 from models.presets import CONSOLE
 
@@ -58,7 +59,7 @@ Commands (the same as on Discord; options are name:value, quote values with spac
   /model                      the active model, and its loss curve saved as a PNG
   /corpus status
   /corpus upload path:FILE.txt
-  /privacy export             everything stored about you, as JSON
+  /privacy export             everything stored about you, as gzip JSON
   /privacy forget             delete your messages and uploads
   /help, /quit"""
 
@@ -294,16 +295,20 @@ class Console:
 
     async def privacy_export(self, command: ConsoleCommand) -> None:
         _only(command, set())
-        data = await self.services.privacy.export_user(self.actor.user_id)
-        path = self.services.config.storage.data_path / f"parrot-export-{self.actor.user_id}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(path.write_bytes, data)
-        self.say(f"Exported your data ({len(data):,} bytes) to {path}")
+        files = await self.services.privacy.export_user(self.actor.user_id, part_limit=None)
+        try:
+            [source] = files.paths  # no upload limit here: one file
+            path = self.services.config.storage.data_path / source.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.move, source, path)  # /tmp may be another disk
+        finally:
+            await asyncio.to_thread(files.delete)
+        self.say(f"Exported your data ({files.sizes[0]:,} bytes, gzip-compressed JSON) to {path}")
 
     async def privacy_forget(self, command: ConsoleCommand) -> None:
         _only(command, set())
         counts = await self.services.privacy.forget_user(self.actor.user_id, self.actor.server_id)
-        self.say(f"Deleted {counts.messages:,} messages and {counts.documents:,} uploads.")
+        self.say(describe_purge(counts))
 
 
 def _read_file(path: Path) -> bytes:

@@ -7,6 +7,7 @@
   2,000-character limit).
 - `progress_bar` and `loss_curve_png` render training progress and history.
 - `describe_finished_run` is the one sentence every front end uses for how a run ended.
+- `describe_purge` is the one sentence for what a deletion removed, models included.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 from bot.core.kinds import RunStatus
 
 if TYPE_CHECKING:
+    from bot.core.storage.privacy import PurgeCounts
     from bot.core.training.progress import RunProgress
     from bot.core.training.queue import RunEvent
 
@@ -160,3 +162,15 @@ def describe_finished_run(event: RunEvent) -> str:
     if event.status == RunStatus.CANCELLED:
         return f"{run} was cancelled; the active model is unchanged."
     return f"{run} failed: {neutralize_mentions(event.error or 'unknown error')}"
+
+
+def describe_purge(counts: PurgeCounts, *, documents: str = "uploads") -> str:
+    """What a forget, opt-out or `/corpus clear` deleted, and what happens to the models."""
+    text = f"Deleted {counts.messages:,} messages and {counts.documents:,} {documents}."
+    if counts.models:
+        models = "model" if counts.models == 1 else "models"
+        text += (
+            f" {counts.models:,} trained {models} that learned from them were deleted too; "
+            "a new model is trained without them."
+        )
+    return text

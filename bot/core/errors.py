@@ -32,6 +32,33 @@ class ModelNotReady(ParrotError):
         super().__init__(message)
 
 
+class ModelRebuilding(ModelNotReady):
+    """The server's models were retired by a privacy request or `/corpus clear`, and a new
+    one is queued or training."""
+
+    def __init__(
+        self,
+        message: str = (
+            "This server's model is being rebuilt without deleted or forgotten messages. "
+            "Try again in a few minutes."
+        ),
+    ) -> None:
+        super().__init__(message)
+
+
+class GuardMissing(ModelNotReady):
+    """The active model's copy-guard index is missing or unreadable: it is not served."""
+
+    def __init__(
+        self,
+        message: str = (
+            "This server's model is unavailable: its copy-guard index is missing or damaged. "
+            "An admin can train a new model with /train."
+        ),
+    ) -> None:
+        super().__init__(message)
+
+
 class CorpusTooSmall(ParrotError):
     """There is not enough text to train on."""
 

@@ -14,7 +14,7 @@ from bot.core.services.corpus import CorpusStatus
 from bot.exts.base import ParrotCog, actor_from
 from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
-from bot.render import neutralize_mentions
+from bot.render import describe_purge, neutralize_mentions
 from bot.views import Confirm
 
 CONFIRM_TIMEOUT_SECONDS = 60.0
@@ -132,8 +132,8 @@ class CorpusCog(ParrotCog, name="Corpus"):
         actor = actor_from(interaction)
         self.services.corpus.check_can_clear(actor)
         await interaction.response.send_message(
-            "Delete every collected message and uploaded file of this server? "
-            "Trained models are kept.",
+            "Delete every collected message and uploaded file of this server, "
+            "and every model trained on them?",
             view=self._clear_confirmation(actor),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,
@@ -142,7 +142,7 @@ class CorpusCog(ParrotCog, name="Corpus"):
     def _clear_confirmation(self, actor: Actor) -> Confirm:
         async def clear() -> str:
             counts = await self.services.corpus.clear(actor)
-            return f"Deleted {counts.messages:,} messages and {counts.documents:,} documents."
+            return describe_purge(counts, documents="documents")
 
         return Confirm(
             actor.user_id,

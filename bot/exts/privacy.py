@@ -6,7 +6,8 @@ message with the bot it is always everywhere.
 
 from __future__ import annotations
 
-import io
+import asyncio
+from pathlib import Path
 from typing import Literal
 
 import discord
@@ -16,8 +17,10 @@ from discord.ext import commands
 from bot.exts.base import ParrotCog
 from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
+from bot.render import describe_purge
 
 Scope = Literal["this server", "everywhere"]
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # Discord's, for a server without boosts or a DM
 
 
 def scope_server(interaction: discord.Interaction, scope: Scope) -> int | None:
@@ -31,6 +34,25 @@ def where(server_id: int | None) -> str:
     return "in any server" if server_id is None else "in this server"
 
 
+def upload_limit(interaction: discord.Interaction) -> int:
+    """The largest file the bot may attach in its answer.
+
+    Discord sends it with every interaction (`attachment_size_limit`, which discord.py
+    reads as `Interaction.filesize_limit`; it covers DMs and the server's boosts). Without
+    it: the server's boost-tier limit, or Discord's default in a DM.
+    """
+    limit = getattr(interaction, "filesize_limit", 0)
+    if isinstance(limit, int) and limit > 0:
+        return limit
+    return interaction.guild.filesize_limit if interaction.guild else DEFAULT_UPLOAD_LIMIT
+
+
+async def open_attachment(path: Path) -> discord.File:
+    # Opening is file I/O, so it runs in a thread; discord.py owns and closes the file (it
+    # opened it) once sent, and aiohttp reads it in a thread too.
+    return await asyncio.to_thread(discord.File, str(path), filename=path.name)
+
+
 class PrivacyCog(ParrotCog, name="Privacy"):
     privacy = app_commands.Group(name="privacy", description="What Parrot keeps about you.")
 
@@ -42,7 +64,7 @@ class PrivacyCog(ParrotCog, name="Privacy"):
         counts = await self.services.privacy.opt_out(interaction.user.id, server_id)
         await interaction.edit_original_response(
             content=f"Done: Parrot will not collect your messages {where(server_id)}. "
-            f"Deleted {counts.messages:,} messages and {counts.documents:,} uploads.",
+            + describe_purge(counts),
             allowed_mentions=NO_MENTIONS,
         )
 
@@ -61,14 +83,29 @@ class PrivacyCog(ParrotCog, name="Privacy"):
     @privacy.command(name="export", description="Download everything Parrot stores about you.")
     async def export(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True, ephemeral=True)
-        data = await self.services.privacy.export_user(interaction.user.id)
-        await interaction.edit_original_response(
-            content="Here is everything Parrot stores about you.",
-            attachments=[
-                discord.File(io.BytesIO(data), filename=f"parrot-export-{interaction.user.id}.json")
-            ],
-            allowed_mentions=NO_MENTIONS,
+        files = await self.services.privacy.export_user(
+            interaction.user.id, part_limit=upload_limit(interaction)
         )
+        try:
+            count = len(files.paths)
+            intro = "Here is everything Parrot stores about you (gzip-compressed JSON)."
+            if count > 1:
+                intro += f" It is in {count} files, each a complete part; the others follow."
+            await interaction.edit_original_response(
+                content=intro,
+                attachments=[await open_attachment(files.paths[0])],
+                allowed_mentions=NO_MENTIONS,
+            )
+            # One file per message: each request then stays within the upload limit.
+            for number, path in enumerate(files.paths[1:], start=2):
+                await interaction.followup.send(
+                    f"Part {number} of {count}.",
+                    file=await open_attachment(path),
+                    ephemeral=True,
+                    allowed_mentions=NO_MENTIONS,
+                )
+        finally:
+            await asyncio.to_thread(files.delete)  # the user's data must not stay on disk
 
     @privacy.command(name="forget", description="Delete your collected messages and uploads.")
     @app_commands.describe(scope="Here only, or in every server Parrot is in.")
@@ -77,8 +114,8 @@ class PrivacyCog(ParrotCog, name="Privacy"):
         await interaction.response.defer(thinking=True, ephemeral=True)
         counts = await self.services.privacy.forget_user(interaction.user.id, server_id)
         await interaction.edit_original_response(
-            content=f"Deleted {counts.messages:,} messages and {counts.documents:,} uploads "
-            f"{where(server_id)}. New messages are still collected unless you /privacy optout.",
+            content=f"{describe_purge(counts)} (Scope: {where(server_id)}.) "
+            "New messages are still collected unless you /privacy optout.",
             allowed_mentions=NO_MENTIONS,
         )
 

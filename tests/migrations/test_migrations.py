@@ -24,6 +24,7 @@ TABLES = {
     "documents",
     "opt_outs",
     "trained_models",
+    "model_authors",
     "training_runs",
 }
 

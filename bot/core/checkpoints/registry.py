@@ -84,6 +84,9 @@ class ModelRecord:
     active: bool
     # [[step, train_loss, val_loss_or_null], ...] in nats/char, from the run that made it.
     loss_history: list[list[Any]]
+    # Trained here on the server's corpus (a lineage snapshot is recorded), so it is only
+    # served with its verbatim index; an installed checkpoint never read this corpus.
+    requires_guard: bool = False
 
 
 @dataclass(frozen=True)
@@ -358,4 +361,5 @@ def describe_model(session: Session, row: TrainedModel) -> ModelRecord:
         created_at=row.created_at,
         active=row.active,
         loss_history=history,
+        requires_guard=row.corpus_snapshot_at is not None,
     )

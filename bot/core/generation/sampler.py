@@ -31,7 +31,7 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 
 from bot.core.config import GenerationConfig
-from bot.core.errors import ModelNotReady
+from bot.core.errors import GuardMissing, ModelNotReady
 from bot.core.generation.batch_worker import Job, ModelWorker
 from bot.core.generation.model_cache import ModelCache
 from bot.core.generation.verbatim import index_path_for, load_index_or_none
@@ -57,6 +57,10 @@ class ActiveModelLike(Protocol):
 
     @property
     def path(self) -> Path | str: ...
+
+    # Optional (read with getattr, default False): the model read the server's corpus, so it
+    # is served only with its verbatim index (`Sampler(require_guard=True)`).
+    # requires_guard: bool
 
 
 @runtime_checkable
@@ -118,9 +122,14 @@ class Sampler:
         cache_mb: float = 1024,
         device: torch.device | str = "cpu",
         torch_threads: int | None = None,
+        require_guard: bool = False,
     ) -> None:
         """`torch_threads` (process-wide, so only set it where the bot owns the process)
-        caps torch's intra-op threads: on a small CPU, 1 keeps the workers from fighting."""
+        caps torch's intra-op threads: on a small CPU, 1 keeps the workers from fighting.
+        `require_guard`: a model whose verbatim index is missing or unreadable is not served
+        (`from_config` sets it unless `generation.max_verbatim_chars = 0`): the guard fails
+        closed."""
+        self._require_guard = require_guard
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         self._device = torch.device(device)
@@ -140,6 +149,7 @@ class Sampler:
         self._server_model: dict[int, _Key] = {}  # the model each server last used
         self._known_active: dict[int, ActiveModelLike] = {}  # only with activation events
         self._activations: dict[int, int] = {}  # server -> activations seen (stale-answer check)
+        self._guarded: set[ModelId] = set()  # models that must be served with their index
         self._listens = False
         # The registry's "this file is corrupt: set it aside, activate the previous model".
         self._discard: Callable[[ModelId], object] | None = getattr(
@@ -173,6 +183,7 @@ class Sampler:
             cache_mb=config.model_cache_mb,
             device=device,
             torch_threads=torch_threads,
+            require_guard=config.max_verbatim_chars > 0,
         )
 
     # -- public API ----------------------------------------------------------------------
@@ -191,11 +202,19 @@ class Sampler:
     def on_model_activated(self, server_id: int, model_id: ModelId) -> None:
         """Registry listener (any thread): the next request of `server_id` uses the new model;
         the old one is dropped once its last request ends."""
+        self._drop_server(server_id, keep=model_id)
+
+    def forget_server(self, server_id: int) -> None:
+        """The server's models were retired or purged (any thread): nothing cached for it is
+        served again; the next request asks the registry afresh."""
+        self._drop_server(server_id, keep=None)
+
+    def _drop_server(self, server_id: int, *, keep: ModelId | None) -> None:
         with self._lock:
             self._known_active.pop(server_id, None)
             self._activations[server_id] = self._activations.get(server_id, 0) + 1
             previous = self._server_model.get(server_id)
-            retire = previous is not None and previous[0] != model_id
+            retire = previous is not None and previous[0] != keep
             stale = self._unmap_server(server_id) if retire else None
         if stale is not None:
             self._cache.retire(stale)
@@ -284,6 +303,8 @@ class Sampler:
     async def _acquire(self, server_id: int, active: ActiveModelLike) -> _Served:
         key = (active.id, Path(active.path))
         with self._lock:
+            if self._require_guard and getattr(active, "requires_guard", False):
+                self._guarded.add(active.id)
             stale = None
             if self._server_model.get(server_id, key) != key:
                 stale = self._unmap_server(server_id)
@@ -304,6 +325,12 @@ class Sampler:
         checkpoint = load_checkpoint(path)
         model = checkpoint.build_model(self._device)
         verbatim = load_index_or_none(index_path_for(path))
+        with self._lock:
+            guarded = model_id in self._guarded
+        if verbatim is None and guarded:
+            # Not a bad checkpoint (nothing is set aside): the weights are fine, but without
+            # the index nothing stops them from reciting the corpus.
+            raise GuardMissing()
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
         nbytes = weights + (verbatim.nbytes if verbatim is not None else 0)
         worker = ModelWorker(model_id, model, checkpoint.vocab, self._device, verbatim)

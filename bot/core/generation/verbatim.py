@@ -115,20 +115,39 @@ class VerbatimIndex:
         self.drop_weight = pow(HASH_BASE, span, 1 << 64)
 
     @classmethod
-    def build(cls, text: str, span: int = DEFAULT_SPAN) -> VerbatimIndex:
-        """Index every (span + 1)-character window of `text` (linear time, ~10 bytes a char)."""
+    def build(
+        cls, text: str, span: int = DEFAULT_SPAN, *, parent: VerbatimIndex | None = None
+    ) -> VerbatimIndex:
+        """Index every (span + 1)-character window of `text`, plus every window `parent`
+        holds (a fine-tune's guard covers its whole lineage). Linear time; the peak memory
+        is the finished index plus one bool per window (see `_sorted_unique_in_place`)."""
         if span < 1:
             raise ValueError("span must be at least 1")
-        codes = _codes(text)
+        if parent is not None and parent.span != span:
+            raise VerbatimIndexError(
+                f"the parent index guards {parent.span} characters, not {span}: rebuild it"
+            )
         window = span + 1
-        total = max(len(codes) - window + 1, 0)
-        bits = _filter_bits(total)
+        total = max(len(text) - window + 1, 0)
+        inherited = 0 if parent is None else len(parent.hashes)
+        bits = _filter_bits(total + inherited)
+        if parent is not None:
+            bits = max(bits, parent.filter_bits)
         prefix_filter = np.zeros((1 << bits) // 8, dtype=np.uint8)
         shift = np.uint64(64 - bits)
-        parts: list[U64Array] = []
+        # One buffer for the parent's hashes and every new window, sorted and de-duplicated
+        # in place: no concatenate/unique copies, which tripled the peak before.
+        hashes = np.empty(inherited + total, dtype=np.uint64)
+        if parent is not None:
+            hashes[:inherited] = parent.hashes
+            _fold_filter_into(parent.prefix_filter, prefix_filter)
+        filled = inherited
         for start in range(0, total, _BUILD_CHUNK):
-            chunk = codes[start : start + _BUILD_CHUNK + window - 1]
-            parts.append(_window_hashes(chunk, window))
+            # Codes per chunk, never for the whole text: 8 bytes a character adds up.
+            chunk = _codes(text[start : start + _BUILD_CHUNK + window - 1])
+            windows = _window_hashes(chunk, window)
+            hashes[filled : filled + len(windows)] = windows
+            filled += len(windows)
             # The first `span` characters of each of those windows.
             for position in _filter_positions(_window_hashes(chunk[:-1], span), shift):
                 position = np.unique(position)
@@ -137,8 +156,12 @@ class VerbatimIndex:
                     position >> np.uint64(3),
                     np.left_shift(1, position & np.uint64(7)).astype(np.uint8),
                 )
-        hashes = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
-        return cls(hashes, span, prefix_filter)
+        return cls(_sorted_unique_in_place(hashes), span, prefix_filter)
+
+    @property
+    def filter_bits(self) -> int:
+        """log2 of the prefix filter's size in bits."""
+        return 64 - self._filter_shift
 
     @property
     def nbytes(self) -> int:
@@ -238,6 +261,61 @@ class VerbatimIndex:
         ):
             raise VerbatimIndexError(f"{path} has a malformed prefix filter")
         return cls(hashes, span, prefix_filter)
+
+
+def _sorted_unique_in_place(hashes: U64Array) -> U64Array:
+    """`np.unique(hashes)` without its copies: sort in place, then compact the distinct
+    values towards the front chunk by chunk (a value only ever moves left, so chunks read
+    later are never overwritten before they are read)."""
+    hashes.sort()
+    if len(hashes) < 2:
+        return hashes
+    distinct = np.empty(len(hashes), dtype=np.bool_)
+    distinct[0] = True
+    np.not_equal(hashes[1:], hashes[:-1], out=distinct[1:])
+    written = 0
+    for start in range(0, len(hashes), _BUILD_CHUNK):
+        kept = hashes[start : start + _BUILD_CHUNK][distinct[start : start + _BUILD_CHUNK]]
+        hashes[written : written + len(kept)] = kept
+        written += len(kept)
+    del distinct
+    hashes.resize(written, refcheck=False)  # gives the tail back to the allocator
+    return hashes
+
+
+def _fold_filter_into(source: npt.NDArray[np.uint8], target: npt.NDArray[np.uint8]) -> None:
+    """OR a prefix filter into a filter at least as large.
+
+    A prefix's bit position is the top bits of its mixed hash, so position p in a filter
+    of b bits covers positions [p << d, (p + 1) << d) in one of b + d bits. The inherited
+    prefixes then set 2**d bits each: more false hits (only a binary search each), never a
+    miss. Chunked, so unpacking costs ~8 bytes a source byte of one chunk at a time."""
+    spread = (len(target) // len(source)).bit_length() - 1  # d
+    if spread == 0:
+        np.bitwise_or(target, source, out=target)
+        return
+    step = _BUILD_CHUNK // 8
+    for start in range(0, len(source), step):
+        bits = np.unpackbits(source[start : start + step], bitorder="little")
+        widened = np.packbits(np.repeat(bits, 1 << spread), bitorder="little")
+        offset = start << spread
+        np.bitwise_or(
+            target[offset : offset + len(widened)],
+            widened,
+            out=target[offset : offset + len(widened)],
+        )
+
+
+def build_index_file(
+    text: str, span: int, destination: Path | str, *, parent: Path | str | None = None
+) -> None:
+    """Build the index of `text` united with the index file at `parent` (a fine-tune's
+    parent model), and save it at `destination`. A missing or unreadable parent raises
+    VerbatimIndexError: the union is what keeps text the weights may hold blocked."""
+    inherited = VerbatimIndex.load(parent) if parent is not None else None
+    index = VerbatimIndex.build(text, span, parent=inherited)
+    del inherited  # its arrays were copied into the new index
+    index.save(destination)
 
 
 def _check_header(path: Path, meta: npt.NDArray[np.generic]) -> int:

@@ -33,6 +33,7 @@ from bot.core.services.corpus import CorpusService
 from bot.core.services.generation import GenerationService
 from bot.core.services.models import ModelService
 from bot.core.services.privacy import PrivacyService
+from bot.core.services.retirement import ModelRetirement
 from bot.core.services.settings import SettingsService
 from bot.core.services.training import TrainingService
 from bot.core.storage.db import upgrade_to_head
@@ -65,7 +66,8 @@ class ParrotServices:
         self.generation = GenerationService(config.generation, sessions, sampler, self.cooldowns)
         self.training = TrainingService(trainer, self.cooldowns)
         self.models = ModelService(sessions, registry)
-        self.corpus = CorpusService(config, sessions, self.collection, self.models)
+        self.retirement = ModelRetirement(registry, self.generation, trainer)
+        self.corpus = CorpusService(config, sessions, self.collection, self.models, self.retirement)
         self.settings = SettingsService(sessions, self.collection, self.generation)
         self.privacy = PrivacyService(
             sessions,
@@ -74,6 +76,7 @@ class ParrotServices:
             cooldowns=self.cooldowns,
             registry=registry,
             manager=trainer,
+            retirement=self.retirement,
         )
         self._dispose = dispose
         self._started = False

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.core.storage import corpus, tables
+from bot.core.storage import corpus, deletions, tables
 from bot.core.storage.db import run_in_session, session_scope
 from bot.core.storage.message_buffer import MessageBuffer
 
@@ -69,13 +69,13 @@ class CollectionService:
     async def edit_message(self, message_id: int, content: str) -> bool:
         await self.buffer.flush()
         return await run_in_session(
-            self._sessions, lambda s: corpus.edit_message(s, message_id, content)
+            self._sessions, lambda s: deletions.edit_message(s, message_id, content)
         )
 
     async def delete_messages(self, message_ids: list[int]) -> int:
         self.buffer.discard(message_ids)
         return await run_in_session(
-            self._sessions, lambda s: corpus.delete_messages(s, message_ids)
+            self._sessions, lambda s: deletions.delete_messages(s, message_ids)
         )
 
     def _store_messages(self, server_id: int, messages: list[corpus.IncomingMessage]) -> int:

@@ -8,13 +8,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.core.checkpoints import lineage
+from bot.core.checkpoints.lineage import RetiredModels
 from bot.core.checkpoints.registry import ModelRecord
 from bot.core.config import ParrotConfig
 from bot.core.errors import DuplicateUpload
 from bot.core.services.actor import Actor, require_manager
 from bot.core.services.collection import CollectionService
 from bot.core.services.models import ModelService
-from bot.core.storage import corpus, corpus_text
+from bot.core.services.retirement import ModelRetirement
+from bot.core.storage import corpus, corpus_text, deletions, privacy
 from bot.core.storage.db import run_in_session
 from bot.core.storage.privacy import PurgeCounts
 
@@ -40,11 +43,13 @@ class CorpusService:
         sessions: sessionmaker[Session],
         collection: CollectionService,
         models: ModelService,
+        retirement: ModelRetirement,
     ) -> None:
         self._config = config
         self._sessions = sessions
         self._collection = collection
         self._models = models
+        self._retirement = retirement
 
     async def status(self, server_id: int) -> CorpusStatus:
         await self._collection.buffer.flush()  # count what was collected a moment ago too
@@ -89,12 +94,20 @@ class CorpusService:
         return document.size_bytes
 
     async def clear(self, actor: Actor) -> PurgeCounts:
-        """Delete every collected message and uploaded document of the server (models stay)."""
+        """Delete every collected message and uploaded document of the server, and retire
+        its models at once: they learned from what is gone."""
         self.check_can_clear(actor)
         self._collection.buffer.discard_server(actor.server_id)
-        return await run_in_session(
-            self._sessions, lambda s: corpus.clear_corpus(s, actor.server_id)
-        )
+
+        def work(session: Session) -> tuple[PurgeCounts, RetiredModels]:
+            privacy.bump_privacy_epochs(session, [actor.server_id])  # discards a run in flight
+            counts = deletions.clear_corpus(session, actor.server_id)
+            retired = lineage.retire_server_models(session, actor.server_id)
+            return PurgeCounts(counts.messages, counts.documents, retired.models), retired
+
+        counts, retired = await run_in_session(self._sessions, work)
+        await self._retirement.finish(retired)
+        return counts
 
     async def seed(
         self, server_id: int, server_name: str, user_id: int, filename: str, data: bytes

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.config import GenerationConfig
+from bot.core.errors import ModelNotReady, ModelRebuilding
 from bot.core.inputs import GenerateOptions, generate_cooldown_seconds, generate_options
 from bot.core.services.actor import Actor
 from bot.core.services.cooldowns import Cooldowns
 from bot.core.storage import corpus
 from bot.core.storage.db import run_in_session
+from bot.core.training import rebuilds
 
 if TYPE_CHECKING:
     from bot.core.generation.sampler import Sampler
@@ -83,7 +85,10 @@ class GenerationService:
         self._cooldown_overrides[server_id] = seconds
 
     def forget_server(self, server_id: int) -> None:
+        """The bot left the server: nothing of it stays in memory, its loaded model included
+        (a re-invited server must not be served the purged model)."""
         self._cooldown_overrides.pop(server_id, None)
+        self.forget_models(server_id)
 
     def _sample_request(self, options: GenerateOptions) -> SampleRequest:
         from models.sample import SampleRequest
@@ -99,7 +104,10 @@ class GenerationService:
 
     async def generate(self, server_id: int, options: GenerateOptions) -> str:
         """The continuation of `options.prompt` (the prompt itself is not included)."""
-        result = await self._sampler.generate(server_id, self._sample_request(options))
+        try:
+            result = await self._sampler.generate(server_id, self._sample_request(options))
+        except ModelNotReady as error:
+            raise await self._why_no_model(server_id, error) from None
         return result.text
 
     async def stream(self, server_id: int, options: GenerateOptions) -> AsyncIterator[str]:
@@ -108,5 +116,21 @@ class GenerationService:
         try:
             async for chunk in stream:
                 yield chunk
+        except ModelNotReady as error:
+            raise await self._why_no_model(server_id, error) from None
         finally:
             await stream.aclose()
+
+    def forget_models(self, server_id: int) -> None:
+        """The server's models were retired: stop serving whatever is loaded for it."""
+        self._sampler.forget_server(server_id)
+
+    async def _why_no_model(self, server_id: int, error: ModelNotReady) -> ModelNotReady:
+        """ "No model yet" becomes "being rebuilt" while a rebuild is owed or queued: the
+        server had a model, and a privacy request or `/corpus clear` retired it."""
+        if type(error) is not ModelNotReady:
+            return error  # already specific (a missing guard, an unloadable file)
+        rebuilding = await run_in_session(
+            self._sessions, lambda s: rebuilds.rebuild_pending(s, server_id)
+        )
+        return ModelRebuilding() if rebuilding else error

@@ -1,6 +1,7 @@
 """The per-server corpus store: servers, channels, collected messages, uploaded documents.
 
-Privacy requests live in `bot.core.storage.privacy`, and reading the corpus back as training
+Privacy requests live in `bot.core.storage.privacy`, removals (deletes, edits, purges,
+`/corpus clear`) in `bot.core.storage.deletions`, and reading the corpus back as training
 text (and its statistics) in `bot.core.storage.corpus_text`.
 
 Plain ids and strings only (Discord snowflakes are ints). Every function takes a `Session`
@@ -25,20 +26,17 @@ from datetime import datetime
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from bot.core.errors import DuplicateUpload, InvalidInput, NotAllowed
-from bot.core.storage.privacy import PurgeCounts, is_opted_out, opted_out_among
+from bot.core.storage.privacy import is_opted_out, opted_out_among
 from bot.core.storage.sql import (
-    IN_CLAUSE_CHUNK,
     as_utc,
     check_snowflake,
-    chunks,
     insert_ignore,
-    lock_servers,
-    rowcount,
+    lock_collection,
 )
 from bot.core.storage.tables import EVERYWHERE, Channel, Document, Message, Server, utcnow
 
@@ -161,10 +159,8 @@ def add_messages(session: Session, server_id: int, messages: Iterable[IncomingMe
 
     Idempotent on the message id (a message already stored is left as it is). Skipped:
     empty or whitespace-only messages, and authors who opted out in this server or
-    everywhere. Text is cleaned with `clean_text` (no NUL, no lone surrogates). The whole
-    batch is validated before anything is written, and written in one SAVEPOINT: an
-    invalid message or a database error leaves none of the batch behind.
-    """
+    everywhere. Text is cleaned with `clean_text` (no NUL, no lone surrogates). The batch
+    is validated first, then written in one SAVEPOINT: nothing of it stays on failure."""
     batch = list(messages)
     rows: dict[int, dict[str, Any]] = {}
     now = utcnow()
@@ -187,84 +183,11 @@ def add_messages(session: Session, server_id: int, messages: Iterable[IncomingMe
     if not rows:
         return 0
     with session.begin_nested():
+        lock_collection(session, server_id, exclusive=False)  # first: see its docstring
         ensure_server(session, server_id)
-        lock_servers(session, server_id, exclusive=False)  # see privacy.opt_out
         opted_out = opted_out_among(session, server_id, (row["author_id"] for row in rows.values()))
         kept = [row for row in rows.values() if row["author_id"] not in opted_out]
         return insert_ignore(session, Message, kept, ["id"])
-
-
-def edit_message(
-    session: Session, message_id: int, content: str, edited_at: datetime | None = None
-) -> bool:
-    """Replace a stored message's text; an edit that leaves it empty removes it.
-
-    Returns whether the message was stored (edits of messages never collected are ignored).
-    """
-    content = clean_text(content)
-    if not content.strip():
-        return delete_messages(session, [message_id]) > 0
-    result = session.execute(
-        update(Message)
-        .where(Message.id == message_id)
-        .values(content=content, edited_at=as_utc(edited_at) or utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    session.flush()
-    return rowcount(result) > 0
-
-
-def delete_messages(session: Session, message_ids: Iterable[int]) -> int:
-    """Remove messages (deleted on Discord); returns how many were stored."""
-    ids = sorted(set(message_ids))
-    deleted = 0
-    with session.begin_nested():
-        for chunk in chunks(ids, IN_CLAUSE_CHUNK):
-            result = session.execute(
-                delete(Message)
-                .where(Message.id.in_(chunk))
-                .execution_options(synchronize_session=False)
-            )
-            deleted += rowcount(result)
-    return deleted
-
-
-def delete_message(session: Session, message_id: int) -> bool:
-    return delete_messages(session, [message_id]) == 1
-
-
-def delete_channel_messages(session: Session, server_id: int, channel_id: int) -> int:
-    """Remove everything collected from one channel (e.g. the channel was deleted)."""
-    result = session.execute(
-        delete(Message)
-        .where(Message.server_id == server_id, Message.channel_id == channel_id)
-        .execution_options(synchronize_session=False)
-    )
-    session.flush()
-    return rowcount(result)
-
-
-# --- the whole corpus ------------------------------------------------------------------
-
-
-def clear_corpus(session: Session, server_id: int) -> PurgeCounts:
-    """Delete every collected message and uploaded document of a server, in one SAVEPOINT.
-
-    Everything else stays: the server's settings, channels, opt-outs, runs and models.
-    """
-    with session.begin_nested():
-        messages = session.execute(
-            delete(Message)
-            .where(Message.server_id == server_id)
-            .execution_options(synchronize_session=False)
-        )
-        documents = session.execute(
-            delete(Document)
-            .where(Document.server_id == server_id)
-            .execution_options(synchronize_session=False)
-        )
-    session.expire_all()  # ORM objects loaded earlier may show deleted rows
-    return PurgeCounts(messages=rowcount(messages), documents=rowcount(documents))
 
 
 # --- documents -------------------------------------------------------------------------
@@ -294,6 +217,7 @@ def add_document(
     text = decode_upload(name, data)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     with session.begin_nested():
+        lock_collection(session, server_id, exclusive=False)  # first: see its docstring
         ensure_server(session, server_id)
         if is_opted_out(session, uploader_id, server_id):
             raise NotAllowed(
@@ -339,16 +263,6 @@ def decode_upload(filename: str, data: bytes) -> str:
     if not text.strip():
         raise InvalidInput(f"{filename} has no text in it.")
     return text
-
-
-def delete_document(session: Session, server_id: int, document_id: int) -> bool:
-    result = session.execute(
-        delete(Document)
-        .where(Document.server_id == server_id, Document.id == document_id)
-        .execution_options(synchronize_session=False)
-    )
-    session.flush()
-    return rowcount(result) > 0
 
 
 def list_documents(session: Session, server_id: int) -> list[Document]:

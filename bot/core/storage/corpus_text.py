@@ -23,7 +23,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bot.core.kinds import RunStatus
 from bot.core.storage.sql import as_utc
-from bot.core.storage.tables import Document, Message, TrainingRun
+from bot.core.storage.tables import Document, Message, TrainingRun, utcnow
 
 SEPARATOR = "\n"  # ends every message and document in the training text
 # Messages per query and per yielded chunk (~2000 x ~100 chars: a few hundred KB).
@@ -40,6 +40,40 @@ class CorpusStats:
     chars: int  # length of the training text (`iter_corpus_text`), separators included
     authors: int  # distinct authors of collected messages
     channels: int  # distinct channels with collected messages
+
+
+@dataclass(frozen=True)
+class CorpusSnapshot:
+    """Whose text a training run read and up to where: the lineage record of its model.
+
+    Taken in the same read transaction as the text, so it describes exactly those rows
+    (a superset when `max_chars` cut the oldest text: every author of the server counts).
+    """
+
+    author_ids: tuple[int, ...]  # message authors and document uploaders
+    through_message_id: int | None
+    through_document_id: int | None
+    taken_at: datetime
+
+
+def corpus_snapshot(session: Session, server_id: int) -> CorpusSnapshot:
+    authors = session.scalars(
+        select(Message.author_id)
+        .where(Message.server_id == server_id)
+        .union(select(Document.uploader_id).where(Document.server_id == server_id))
+    ).all()
+    through_message = session.scalar(
+        select(func.max(Message.id)).where(Message.server_id == server_id)
+    )
+    through_document = session.scalar(
+        select(func.max(Document.id)).where(Document.server_id == server_id)
+    )
+    return CorpusSnapshot(
+        author_ids=tuple(sorted({int(a) for a in authors})),
+        through_message_id=None if through_message is None else int(through_message),
+        through_document_id=None if through_document is None else int(through_document),
+        taken_at=utcnow(),
+    )
 
 
 def iter_corpus_text(

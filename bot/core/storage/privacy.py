@@ -1,16 +1,15 @@
-"""Privacy: opt-outs, purges and data export for the corpus store.
+"""Privacy: opt-outs and purges for the corpus store (data export: `bot.core.storage.export`).
 
 Opting out (in one server, or everywhere) stops collection of a user's messages and uploads
 and deletes what they already gave in that scope. Purging deletes a user's (or a whole
-server's) rows; exporting gathers everything stored about a user as JSON-ready data.
-Like the rest of the store, functions take the caller's `Session` and never commit.
+server's) rows. Like the rest of the store, functions take the caller's `Session` and
+never commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -20,8 +19,7 @@ from bot.core.storage.sql import (
     check_snowflake,
     chunks,
     insert_ignore,
-    iso,
-    lock_servers,
+    lock_collection,
     rowcount,
 )
 from bot.core.storage.tables import (
@@ -33,7 +31,6 @@ from bot.core.storage.tables import (
     Server,
     TrainedModel,
     TrainingRun,
-    utcnow,
 )
 
 
@@ -41,9 +38,14 @@ from bot.core.storage.tables import (
 class PurgeCounts:
     messages: int = 0
     documents: int = 0
+    models: int = 0  # trained models retired because they learned from what was deleted
 
     def __add__(self, other: PurgeCounts) -> PurgeCounts:
-        return PurgeCounts(self.messages + other.messages, self.documents + other.documents)
+        return PurgeCounts(
+            self.messages + other.messages,
+            self.documents + other.documents,
+            self.models + other.models,
+        )
 
 
 def opt_out(session: Session, user_id: int, server_id: int | None = None) -> PurgeCounts:
@@ -54,9 +56,9 @@ def opt_out(session: Session, user_id: int, server_id: int | None = None) -> Pur
         server_id = None
     scope = EVERYWHERE if server_id is None else server_id
     with session.begin_nested():
-        # Waits for batches being ingested in that scope (PostgreSQL), so none of them can
-        # store this user's messages after the purge below.
-        lock_servers(session, server_id, exclusive=True)
+        # Waits for batches and uploads being stored in that scope, new servers included
+        # (PostgreSQL), so none of them can store this user's words after the purge below.
+        lock_collection(session, server_id, exclusive=True)
         insert_ignore(session, OptOut, [{"user_id": user_id, "server_id": scope}], None)
         return purge_user(session, user_id, server_id)
 
@@ -150,54 +152,6 @@ def purge_server(session: Session, server_id: int) -> dict[str, int]:
     return counts
 
 
-def export_user(session: Session, user_id: int) -> dict[str, Any]:
-    """Everything stored about a user, across servers, as JSON-serialisable data."""
-    messages = session.scalars(
-        select(Message).where(Message.author_id == user_id).order_by(Message.id)
-    ).all()
-    documents = session.scalars(
-        select(Document).where(Document.uploader_id == user_id).order_by(Document.id)
-    ).all()
-    opt_outs = session.scalars(
-        select(OptOut).where(OptOut.user_id == user_id).order_by(OptOut.server_id)
-    ).all()
-    return {
-        "user_id": user_id,
-        "exported_at": utcnow().isoformat(),
-        "messages": [
-            {
-                "id": m.id,
-                "server_id": m.server_id,
-                "channel_id": m.channel_id,
-                "content": m.content,
-                "created_at": iso(m.created_at),
-                "edited_at": iso(m.edited_at),
-            }
-            for m in messages
-        ],
-        "documents": [
-            {
-                "id": d.id,
-                "server_id": d.server_id,
-                "filename": d.filename,
-                "sha256": d.sha256,
-                "size_bytes": d.size_bytes,
-                "created_at": iso(d.created_at),
-                "text": d.text,
-            }
-            for d in documents
-        ],
-        "opt_outs": [
-            {
-                "server_id": None if o.server_id == EVERYWHERE else o.server_id,
-                "everywhere": o.server_id == EVERYWHERE,
-                "created_at": iso(o.created_at),
-            }
-            for o in opt_outs
-        ],
-    }
-
-
 def opted_out_among(session: Session, server_id: int, user_ids: Iterable[int]) -> set[int]:
     """Which of `user_ids` opted out in this server or everywhere."""
     found: set[int] = set()
@@ -210,3 +164,27 @@ def opted_out_among(session: Session, server_id: int, user_ids: Iterable[int]) -
             )
         )
     return found
+
+
+def servers_holding(session: Session, user_id: int, server_id: int | None = None) -> set[int]:
+    """The servers (one, or all: None) whose corpus holds messages or uploads of the user."""
+    messages = select(Message.server_id).where(Message.author_id == user_id)
+    documents = select(Document.server_id).where(Document.uploader_id == user_id)
+    if server_id is not None and server_id != EVERYWHERE:
+        messages = messages.where(Message.server_id == server_id)
+        documents = documents.where(Document.server_id == server_id)
+    return {int(found) for found in session.scalars(messages.union(documents))}
+
+
+def bump_privacy_epochs(session: Session, server_ids: Iterable[int]) -> None:
+    """Start a new privacy epoch in these servers: a training run planned in an earlier one
+    may have read what is being forgotten, so its model is discarded (`training.outcome`).
+    Also row-locks the servers (PostgreSQL) until the transaction ends, which serialises
+    the request with a run's activation."""
+    for chunk in chunks(sorted(set(server_ids)), IN_CLAUSE_CHUNK):
+        session.execute(
+            update(Server)
+            .where(Server.id.in_(chunk))
+            .values(privacy_epoch=Server.privacy_epoch + 1)
+            .execution_options(synchronize_session=False)
+        )

@@ -6,12 +6,11 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.core.errors import InvalidInput
-from bot.core.storage.tables import Server
 
 MAX_SNOWFLAKE = 2**63 - 1  # ids are stored as signed 64-bit integers
 # SQLite allows 32766 bound parameters per statement; a message row binds 6.
@@ -50,17 +49,42 @@ def insert_ignore(
     return inserted
 
 
-def lock_servers(session: Session, server_id: int | None, *, exclusive: bool) -> None:
-    """Row-lock one server (or every server, for None) until the transaction ends.
+# Advisory lock keys (two int4s: a namespace, then an id) for `lock_collection`. The
+# namespaces spell "Par\0" and "Par\1", so other users of advisory locks in the same
+# database are unlikely to collide; a collision would only make someone wait, never lose data.
+_LOCK_ALL_SERVERS = 0x50617200  # one key: every server at once
+_LOCK_ONE_SERVER = 0x50617201  # one key per server id, folded to 32 bits
 
-    Ingest takes a shared lock and opt-outs an exclusive one, so on PostgreSQL an opt-out
-    cannot slip between a batch's opt-out check and its insert. SQLite needs no row locks
-    (a writer holds the whole database) and SQLAlchemy emits none there.
+
+def lock_collection(session: Session, server_id: int | None, *, exclusive: bool) -> None:
+    """Serialise storing a user's words with opting out, until the transaction ends.
+
+    Ingest (`exclusive=False`, one server) takes the "all servers" key and that server's
+    key, both shared, before it creates the server row and checks the opt-outs; an opt-out
+    takes its scope's key exclusively (None: the "all servers" key) before it records the
+    opt-out and purges. So an opt-out waits for batches already past their check, and a
+    batch that starts later waits for the opt-out to commit and then sees it.
+
+    PostgreSQL transaction-level advisory locks, not row locks on `servers`: a row lock
+    only covers rows that exist, and a batch for a server seen for the first time creates
+    its row in a transaction the opt-out cannot see (issue #12). Relies on READ COMMITTED
+    (the default): each statement after the wait sees what the other side committed.
+    Ingest takes its two keys in a fixed order and opt-outs one, so they cannot deadlock.
+    SQLite needs nothing: `BEGIN IMMEDIATE` gives each writer the whole database.
     """
-    query = select(Server.id).order_by(Server.id).with_for_update(read=not exclusive)
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    keys: list[tuple[int, int]] = []
+    if server_id is None or not exclusive:
+        keys.append((_LOCK_ALL_SERVERS, 0))
     if server_id is not None:
-        query = query.where(Server.id == server_id)
-    session.execute(query).all()
+        folded = (server_id ^ (server_id >> 32)) & 0xFFFFFFFF
+        keys.append((_LOCK_ONE_SERVER, folded - 2**32 if folded >= 2**31 else folded))
+    for namespace, key in keys:
+        session.execute(
+            text(f"SELECT {lock}(:namespace, :key)"), {"namespace": namespace, "key": key}
+        )
 
 
 def check_snowflake(value: object, what: str) -> None:

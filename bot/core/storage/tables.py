@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -120,6 +121,16 @@ class Server(Base):
     # Cooldown overrides; NULL means "use the config default".
     generate_cooldown_seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Bumped by every user-level privacy request (forget, opt-out) touching this server: a
+    # run planned under an older epoch may have read the forgotten text, so it is discarded.
+    privacy_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Ordinary deletions since the active lineage's root run: the weights still hold this
+    # text (the lineage guard blocks verbatim copies of it) until a rebuild from the root.
+    deleted_chars_since_root: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    first_deletion_at: Mapped[datetime | None]
+    # Set when a rebuild from the root is owed (a privacy request, or deletions past the
+    # thresholds) and no run could be queued for it yet; cleared once it is queued.
+    rebuild_requested_at: Mapped[datetime | None]
 
 
 class Channel(Base):
@@ -207,6 +218,30 @@ class TrainedModel(Base):
     val_bits_per_char: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Lineage: the model this one was fine-tuned from (None: a root) and what the root was.
+    # Not a foreign key: a pruned parent's row goes, what its lineage saw stays recorded in
+    # `model_authors` and in this model's verbatim index.
+    parent_id: Mapped[int | None]
+    root: Mapped[str] = mapped_column(String(16), default="scratch", server_default="scratch")
+    # The corpus this model's run read: the newest message and document ids in its
+    # snapshot, and when it was taken.
+    corpus_through_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    corpus_through_document_id: Mapped[int | None]
+    corpus_snapshot_at: Mapped[datetime | None]
+
+
+class ModelAuthor(Base):
+    """An author (of messages, or uploader of documents) whose text some run in a model's
+    lineage read: the union over the model and all its ancestors. A user's forget request
+    retires every model listed for them."""
+
+    __tablename__ = "model_authors"
+    __table_args__ = (Index("ix_model_authors_author_id", "author_id"),)
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("trained_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    author_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
 
 class TrainingRun(Base):
@@ -238,3 +273,10 @@ class TrainingRun(Base):
     loss_history: Mapped[list[Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
     corpus_chars_at_start: Mapped[int | None] = mapped_column(BigInteger)
+    # The server's privacy epoch when the run was planned (see `Server.privacy_epoch`).
+    privacy_epoch: Mapped[int | None]
+    # A rebuild retrains from the lineage's root (never from the server's model) after
+    # privacy requests or enough deletions, and activates whatever its loss.
+    rebuild: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Claimed highest first, then oldest first: rebuild > admin > scheduled.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

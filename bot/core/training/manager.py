@@ -38,6 +38,7 @@ from bot.core.config import ParrotConfig
 from bot.core.errors import InvalidInput, ParrotError, TrainingBusy
 from bot.core.kinds import FINAL_STATUSES, RunMode, RunTrigger
 from bot.core.logs import get_logger
+from bot.core.training import rebuilds
 from bot.core.training.events import RunEvents
 from bot.core.training.outcome import record_outcome
 from bot.core.training.plan import RunPlan, minimum_chars, plan_run
@@ -141,6 +142,15 @@ class TrainingManager:
         self._wake_dispatcher()
         return run_id
 
+    def queue_owed_rebuilds(self) -> list[int]:
+        """Queue owed rebuilds (`rebuilds.queue_owed_rebuilds`) and wake the dispatcher."""
+        minimum = minimum_chars(self.config, self._overrides)
+        queued = rebuilds.queue_owed_rebuilds(self._sessions, minimum)
+        if queued:
+            log.info("queued %d rebuild(s) owed to privacy requests or deletions", len(queued))
+            self._wake_dispatcher()
+        return queued
+
     async def cancel(self, server_id: int) -> bool:
         """Cancel the server's queued or running run; False when it has none."""
         live = self._live
@@ -216,6 +226,7 @@ class TrainingManager:
         while not self._stopping:
             self._wake.clear()
             try:
+                await asyncio.to_thread(self.queue_owed_rebuilds)  # owed during a run
                 info = await asyncio.to_thread(runs.claim, self._sessions, None)
             except Exception:
                 log.exception("could not read the training queue; retrying in 5s")

@@ -2,7 +2,9 @@
 
 A finished worker with a checkpoint and a finite validation loss makes the run `succeeded`
 and registers the model (activated when `registry.should_activate` says it is no worse than
-the incumbent on the same validation text). A cancel by a user is `cancelled`; everything
+the incumbent on the same validation text; a rebuild always is), with its lineage. A run
+planned before a privacy request that touched its server is discarded (`cancelled`, its
+files deleted): it may have read what was forgotten. A cancel by a user is `cancelled`; everything
 else is `failed` with a one-line reason. A cancelled or failed run never activates, and a
 checkpoint nobody will register is deleted. Synchronous: call from a thread.
 """
@@ -16,16 +18,22 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.checkpoints.files import sidecar_paths
+from bot.core.checkpoints.lineage import record_lineage
 from bot.core.checkpoints.registry import ModelRegistry, should_activate
 from bot.core.kinds import RunStatus
 from bot.core.logs import get_logger
-from bot.core.storage.tables import TrainingRun, utcnow
+from bot.core.storage.tables import Server, TrainingRun, utcnow
 from bot.core.training.plan import RunPlan
 from bot.core.training.queue import RunEvent, RunInfo
 from bot.core.training.supervisor import LiveRun, Outcome, death_reason
 from models.units import LN2
 
 log = get_logger(__name__)
+
+DISCARDED_REASON = (
+    "discarded: a member asked Parrot to forget their messages while this run trained; "
+    "a new model is being trained without them"
+)
 
 
 def record_outcome(
@@ -53,7 +61,9 @@ def record_outcome(
             leftover.unlink(missing_ok=True)
     elif finished is not None and finished.checkpoint_path and finished.val_loss is not None:
         status, error = RunStatus.SUCCEEDED, None
-        activate = should_activate(finished.val_loss, finished.incumbent_val_loss)
+        # A rebuild replaces a model that holds deleted or forgotten text: it wins outright.
+        rebuild = plan is not None and plan.rebuild
+        activate = rebuild or should_activate(finished.val_loss, finished.incumbent_val_loss)
         result = {
             "activated": activate,
             "val_bits_per_char": finished.val_loss / LN2,
@@ -71,7 +81,21 @@ def record_outcome(
         # No result: a worker killed on purpose (shutdown, overrun) says why, else how it died.
         error = live.cancel_reason or death_reason(outcome.exitcode)
     with sessions() as session, session.begin():
+        # Locked (PostgreSQL) so a privacy request cannot slip between this check and the
+        # activation below; SQLite's BEGIN IMMEDIATE already serialises them.
+        server = session.get(Server, info.server_id, with_for_update=True)
         row = session.get(TrainingRun, info.id)
+        if (
+            status == RunStatus.SUCCEEDED
+            and server is not None
+            and plan is not None
+            and server.privacy_epoch != plan.privacy_epoch
+        ):
+            # A member asked to be forgotten after this run read the corpus: its model may
+            # hold their words, so it is never kept (a rebuild without them is owed).
+            status, error, activate, result = RunStatus.CANCELLED, DISCARDED_REASON, False, {}
+            if finished is not None and finished.checkpoint_path:
+                _delete_checkpoint(Path(finished.checkpoint_path))
         if row is None:  # the server was purged while it trained: keep nothing of it
             if finished is not None and finished.checkpoint_path:
                 _delete_checkpoint(Path(finished.checkpoint_path))
@@ -93,6 +117,15 @@ def record_outcome(
                 val_loss_nats=finished.val_loss,
                 activate=activate,
             )
+            record_lineage(
+                session,
+                model,
+                parent_id=plan.parent_id if plan is not None else None,
+                snapshot=finished.snapshot,
+            )
+            if activate and model.parent_id is None and server is not None:
+                # A new root: the deletions counted so far are not in its weights.
+                server.deleted_chars_since_root, server.first_deletion_at = 0, None
             result["model_id"] = model.id
         row.status = status
         row.error = error

@@ -9,6 +9,10 @@ and keeps the one with the lower validation loss. Budgets: `training.max_minutes
 (scratch), `training.fine_tune_minutes` (fine-tune, capped by max_minutes),
 `training.max_corpus_chars`.
 
+Lineage: a fine-tune's parent is the active model, and its guard index will be the union
+of the parent's and its own text. A rebuild (`RunInfo.rebuild`) always starts from the
+root: today from scratch (a base model will be the other root).
+
 Synchronous (database and checkpoint reads): call from a thread.
 """
 
@@ -23,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.core.checkpoints.registry import ModelRegistry
 from bot.core.config import ParrotConfig
 from bot.core.errors import CorpusTooSmall
+from bot.core.generation.verbatim import index_path_for
 from bot.core.kinds import AUTO_ARCH, AUTO_CANDIDATES, RUN_ARCHS, RunMode
 from bot.core.storage import corpus_text
 from bot.core.storage.tables import Server, TrainingRun
@@ -41,12 +46,21 @@ class RunPlan:
     mode: RunMode  # may differ from the requested one (fine-tune without a model)
     incumbent_id: int | None
     deadline_seconds: float
+    # Lineage: the model this run fine-tunes (None: a root run) and the server's privacy
+    # epoch when it was planned; a later privacy request discards the run.
+    parent_id: int | None = None
+    privacy_epoch: int = 0
+    rebuild: bool = False
+    extra_notes: tuple[str, ...] = ()
 
     def notes(self, info: RunInfo) -> list[str]:
         """What the result should say about how the plan differs from the request."""
-        if self.mode != info.mode:
-            return ["the server had no model yet, so this run trained one from scratch"]
-        return []
+        notes = list(self.extra_notes)
+        if self.rebuild:
+            notes.append("rebuilt from scratch without deleted or forgotten text")
+        elif self.mode != info.mode:
+            notes.append("the server had no model yet, so this run trained one from scratch")
+        return notes
 
 
 def base_settings(config: ParrotConfig) -> dict[str, Any]:
@@ -89,6 +103,8 @@ def plan_run(
         row = session.get(TrainingRun, info.id)
         if row is not None:
             row.corpus_chars_at_start = chars
+            row.privacy_epoch = server.privacy_epoch
+        privacy_epoch = server.privacy_epoch
         preferred = {
             "arch": server.arch,
             "hidden_size": server.hidden_size,
@@ -97,9 +113,20 @@ def plan_run(
     # Loads (and so validates) the active checkpoint; a corrupt one is set aside here
     # and the previous model becomes the incumbent.
     incumbent = registry.active_checkpoint(info.server_id)
-    mode = info.mode
+    mode = RunMode.SCRATCH if info.rebuild else info.mode
     if mode == RunMode.FINE_TUNE and incumbent is None:
         mode = RunMode.SCRATCH
+    span = config.generation.max_verbatim_chars or None
+    parent_index: str | None = None
+    notes: tuple[str, ...] = ()
+    if mode == RunMode.FINE_TUNE and incumbent is not None and span is not None:
+        # The guard's union needs the parent's index; without it this run starts a new root.
+        index = index_path_for(incumbent.model.path)
+        if index.is_file():
+            parent_index = str(index)
+        else:
+            mode = RunMode.SCRATCH
+            notes = ("the active model's copy-guard index is missing, so this run started over",)
     settings = base_settings(config)
     for key in ("hidden_size", "num_layers"):
         if preferred[key]:
@@ -127,8 +154,12 @@ def plan_run(
         max_steps=max_steps,
         max_corpus_chars=training.max_corpus_chars,
         checkpoint_dir=str(registry.server_dir(info.server_id)),
-        incumbent_path=str(incumbent.model.path) if incumbent is not None else None,
-        verbatim_span=config.generation.max_verbatim_chars or None,
+        # A rebuild activates whatever its loss, so the incumbent is not even measured.
+        incumbent_path=(
+            str(incumbent.model.path) if incumbent is not None and not info.rebuild else None
+        ),
+        verbatim_span=span,
+        parent_index_path=parent_index,
         busy_timeout_ms=config.storage.sqlite_busy_timeout_ms,
     )
     return RunPlan(
@@ -136,4 +167,8 @@ def plan_run(
         mode=mode,
         incumbent_id=incumbent.model.id if incumbent is not None else None,
         deadline_seconds=minutes * 60.0 + WATCHDOG_GRACE_SECONDS,
+        parent_id=incumbent.model.id if mode == RunMode.FINE_TUNE and incumbent else None,
+        privacy_epoch=privacy_epoch,
+        rebuild=info.rebuild,
+        extra_notes=notes,
     )

@@ -24,6 +24,13 @@ from bot.core.storage.tables import Server, TrainingRun, utcnow
 from bot.core.training.progress import RunProgress
 
 RESTART_REASON = "interrupted: the bot restarted"
+# Claim order (highest first, then oldest): a rebuild owed to a privacy request or to
+# deletions comes before an admin's run, which comes before the schedule's.
+REBUILD_PRIORITY = 2
+ADMIN_PRIORITY = 1
+SCHEDULE_PRIORITY = 0
+# Queue order of queued runs: what `claim` takes first comes first.
+QUEUE_ORDER = (TrainingRun.priority.desc(), TrainingRun.queued_at, TrainingRun.id)
 SHUTDOWN_REASON = "interrupted: the bot shut down"
 
 
@@ -47,6 +54,7 @@ class RunInfo:
     loss_history: list[list[Any]]
     error: str | None
     corpus_chars_at_start: int | None
+    rebuild: bool = False  # retrains from the lineage's root (see `request_rebuild`)
 
     @classmethod
     def from_row(cls, row: TrainingRun) -> RunInfo:
@@ -68,6 +76,7 @@ class RunInfo:
             loss_history=list(row.loss_history or []),
             error=row.error,
             corpus_chars_at_start=row.corpus_chars_at_start,
+            rebuild=row.rebuild,
         )
 
 
@@ -197,6 +206,7 @@ def queue_run(
             status=RunStatus.QUEUED,
             requested_by=requested_by,
             notify_channel_id=notify_channel_id,
+            priority=SCHEDULE_PRIORITY if trigger == RunTrigger.SCHEDULE else ADMIN_PRIORITY,
         )
         session.add(row)
         session.flush()
@@ -220,9 +230,7 @@ def claim(sessions: sessionmaker[Session], run_id: int | None) -> RunInfo | None
         query = select(TrainingRun).where(TrainingRun.status == RunStatus.QUEUED)
         if run_id is not None:
             query = query.where(TrainingRun.id == run_id)
-        row = session.scalars(
-            query.order_by(TrainingRun.queued_at, TrainingRun.id).limit(1)
-        ).first()
+        row = session.scalars(query.order_by(*QUEUE_ORDER).limit(1)).first()
         if row is None:
             return None
         row.status = RunStatus.RUNNING
@@ -271,9 +279,7 @@ def pending_runs(sessions: sessionmaker[Session]) -> list[RunInfo]:
     """Every queued or running run, running first, then in queue order."""
     with sessions() as session:
         rows = session.scalars(
-            select(TrainingRun)
-            .where(TrainingRun.status.in_(LIVE_STATUSES))
-            .order_by(TrainingRun.queued_at, TrainingRun.id)
+            select(TrainingRun).where(TrainingRun.status.in_(LIVE_STATUSES)).order_by(*QUEUE_ORDER)
         ).all()
         infos = [RunInfo.from_row(row) for row in rows]
     return sorted(infos, key=lambda info: info.status != RunStatus.RUNNING)
@@ -293,13 +299,16 @@ def load_with_position(sessions: sessionmaker[Session], run_id: int) -> tuple[Ru
             return None
         position = 0
         if row.status == RunStatus.QUEUED:
+            earlier = (TrainingRun.queued_at < row.queued_at) | (
+                (TrainingRun.queued_at == row.queued_at) & (TrainingRun.id < row.id)
+            )
             ahead = session.scalar(
                 select(func.count())
                 .select_from(TrainingRun)
                 .where(
                     TrainingRun.status == RunStatus.QUEUED,
-                    (TrainingRun.queued_at < row.queued_at)
-                    | ((TrainingRun.queued_at == row.queued_at) & (TrainingRun.id < row.id)),
+                    (TrainingRun.priority > row.priority)
+                    | ((TrainingRun.priority == row.priority) & earlier),
                 )
             )
             position = 1 + int(ahead or 0)

@@ -56,6 +56,7 @@ from bot.core.logs import get_logger
 from bot.core.storage import corpus_text
 from bot.core.storage.db import make_engine
 from bot.core.storage.tables import Server, TrainedModel
+from bot.core.training import rebuilds
 from bot.core.training.manager import TrainingManager
 
 log = get_logger(__name__)
@@ -233,10 +234,18 @@ class TrainingScheduler:
         return await asyncio.to_thread(self.check_now, server_id)
 
     def check_now(self, server_id: int | None = None) -> list[int]:
-        """Enqueue a run for every due server (one server, or all without an override)."""
+        """Enqueue a run for every due server (one server, or all without an override),
+        after the rebuilds owed to deletions (`privacy.rebuild_after_*`), which go first."""
+        privacy = self.config.privacy
+        with self._sessions() as session, session.begin():
+            rebuilds.request_rebuilds_after_deletions(
+                session,
+                fraction=privacy.rebuild_after_deleted_fraction,
+                days=privacy.rebuild_after_days,
+            )
+        queued: list[int] = self.manager.queue_owed_rebuilds()
         with self._sessions() as session:
             due = find_due_runs(session, self.config, None if server_id is None else [server_id])
-        queued: list[int] = []
         for item in due:
             try:
                 run_id = self.manager.enqueue_sync(

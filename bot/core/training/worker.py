@@ -41,9 +41,9 @@ from sqlalchemy.orm import Session
 
 from bot.core.checkpoints.files import checkpoint_filename
 from bot.core.errors import ParrotError
-from bot.core.generation.verbatim import VerbatimIndex, index_path_for
+from bot.core.generation.verbatim import VerbatimIndexError, build_index_file, index_path_for
 from bot.core.logs import get_logger, install_redaction
-from bot.core.storage.corpus_text import iter_corpus_text
+from bot.core.storage.corpus_text import CorpusSnapshot, corpus_snapshot, iter_corpus_text
 from bot.core.storage.db import make_engine
 from bot.core.training.progress import RunProgress
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -78,7 +78,10 @@ class WorkerJob:
     max_corpus_chars: int
     checkpoint_dir: str
     incumbent_path: str | None
-    verbatim_span: int | None  # None: do not build the verbatim index
+    verbatim_span: int | None  # None: the guard is off (generation.max_verbatim_chars = 0)
+    # The parent's index on a fine-tune: the new index is its union with this run's text,
+    # so what the parent's weights may hold stays guarded (None on a root run).
+    parent_index_path: str | None = None
     busy_timeout_ms: int = 5_000
 
 
@@ -101,6 +104,7 @@ class WorkerFinished:
     device: str = ""
     verbatim_index: bool = False
     notes: list[str] = field(default_factory=list)
+    snapshot: CorpusSnapshot | None = None  # whose text this run read
 
 
 @dataclass(frozen=True)
@@ -158,14 +162,20 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
-def read_corpus(job: WorkerJob) -> str:
+def read_corpus(job: WorkerJob) -> tuple[str, CorpusSnapshot]:
+    """The training text and the snapshot that says whose text it is, read in one
+    transaction: SQLite's WAL read transactions and PostgreSQL's REPEATABLE READ both see
+    one consistent state, so the snapshot lists exactly the rows the text came from."""
     # A plain (deferred) transaction: a long read must not hold SQLite's write lock.
     engine = make_engine(
         job.database_url, busy_timeout_ms=job.busy_timeout_ms, begin_immediate=False
     )
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
     try:
         with engine.connect() as connection, Session(bind=connection) as session:
-            return "".join(iter_corpus_text(session, job.server_id, max_chars=job.max_corpus_chars))
+            text = "".join(iter_corpus_text(session, job.server_id, max_chars=job.max_corpus_chars))
+            return text, corpus_snapshot(session, job.server_id)
     finally:
         engine.dispose()
 
@@ -180,7 +190,7 @@ def run_job(
 ) -> WorkerFinished:
     """Train, compare and save; returns the final message (also used in-process by tests)."""
     device = resolve_device(str(job.train_settings.get("device", "auto")))
-    text = read_corpus(job)
+    text, snapshot = read_corpus(job)
     send(WorkerStarted(corpus_chars=len(text), device=str(device)))
 
     incumbent = load_checkpoint(job.incumbent_path) if job.incumbent_path else None
@@ -223,7 +233,7 @@ def run_job(
 
     path = Path(job.checkpoint_dir) / checkpoint_filename(job.run_id, arch)
     save_checkpoint(best, path)
-    has_index = _build_verbatim_index(text, path, job.verbatim_span, notes)
+    has_index = _build_verbatim_index(text, path, job)
     return WorkerFinished(
         cancelled=False,
         checkpoint_path=str(path),
@@ -236,20 +246,32 @@ def run_job(
         device=device_name,
         verbatim_index=has_index,
         notes=notes,
+        snapshot=snapshot,
     )
 
 
-def _build_verbatim_index(text: str, checkpoint: Path, span: int | None, notes: list[str]) -> bool:
-    if span is None:
+def _build_verbatim_index(text: str, checkpoint: Path, job: WorkerJob) -> bool:
+    """Write the checkpoint's guard index, or fail the run: the guard fails closed, and a
+    model without its index is never activated (nor served)."""
+    if job.verbatim_span is None:
         return False
+    parent = Path(job.parent_index_path) if job.parent_index_path else None
     try:
-        VerbatimIndex.build(text, span).save(index_path_for(checkpoint))
-    except (MemoryError, OSError, ValueError) as error:
-        # The model is still good; the sampler runs without the guard for it (and says so).
-        notes.append(f"verbatim index not built: {error}")
+        build_index_file(text, job.verbatim_span, index_path_for(checkpoint), parent=parent)
+    except (MemoryError, OSError, ValueError, VerbatimIndexError) as error:
+        for written in (checkpoint, index_path_for(checkpoint)):
+            with contextlib.suppress(OSError):
+                written.unlink(missing_ok=True)
         log.error("verbatim index for %s not built: %s", checkpoint, error)
-        return False
+        raise IndexNotBuilt(
+            "the copy guard's index could not be built, so the new model was not kept "
+            f"({type(error).__name__})"
+        ) from error
     return True
+
+
+class IndexNotBuilt(ParrotError):
+    """The verbatim index failed to build; the run fails rather than ship an unguarded model."""
 
 
 def _progress_reporter(

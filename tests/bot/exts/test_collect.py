@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 from bot.core.storage import tables
@@ -99,7 +100,7 @@ async def test_opt_out_export_forget(world: World) -> None:
     )
     edit = await export.wait_edit(timeout_s=30)
     assert export.ephemeral
-    assert edit.files and '"mine, remember me"' in edit.files[0].text()
+    assert edit.files and '"mine, remember me"' in gzip.decompress(edit.files[0].data).decode()
 
     optout = await world.fake.invoke_slash(
         world.guild, world.channel, world.member, "privacy", {}, subcommand="optout"

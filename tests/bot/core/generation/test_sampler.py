@@ -20,7 +20,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.checkpoints.registry import ModelRegistry
-from bot.core.errors import ModelNotReady
+from bot.core.errors import GuardMissing, ModelNotReady
 from bot.core.generation.sampler import Sampler
 from bot.core.generation.verbatim import VerbatimIndex, index_path_for
 from bot.core.storage import corpus
@@ -39,6 +39,7 @@ TEXT = "the quick brown fox jumps over the lazy dog.\nhello, world! 0123456789\n
 class Active:
     id: int
     path: Path
+    requires_guard: bool = False
 
 
 class Directory:
@@ -450,3 +451,28 @@ async def test_a_corrupt_index_disables_the_guard_with_a_warning(
         sampler.close()
     assert len(result.text) == 20
     assert "verbatim guard disabled" in caplog.text
+
+
+async def test_a_model_trained_here_is_not_served_without_its_index(
+    parroting_checkpoint: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The guard fails closed (issue #12): a missing or unreadable index means the model is
+    not served, unless the guard is off (`require_guard=False`: max_verbatim_chars = 0)."""
+    source, text = parroting_checkpoint
+    path = tmp_path / "trained-here.ckpt"
+    path.write_bytes(source.read_bytes())
+    guarded = Sampler(lambda server_id: Active(3, path, requires_guard=True), require_guard=True)
+    guard_off = Sampler(lambda server_id: Active(3, path, requires_guard=True))
+    try:
+        with pytest.raises(GuardMissing, match="copy-guard index"):
+            await guarded.generate(1, request(PRIME, chars=20))
+        index_path_for(path).write_bytes(b"not an index")
+        with pytest.raises(GuardMissing):
+            await guarded.generate(1, request(PRIME, chars=20))
+        assert path.exists()  # the weights are fine: nothing is set aside
+        assert len((await guard_off.generate(1, request(PRIME, chars=20))).text) == 20
+        VerbatimIndex.build(text, span=40).save(index_path_for(path))
+        assert len((await guarded.generate(1, request(PRIME, chars=20))).text) == 20
+    finally:
+        guarded.close()
+        guard_off.close()

@@ -11,6 +11,7 @@ from bot.core.generation.verbatim import (
     CopyGuard,
     VerbatimIndex,
     VerbatimIndexError,
+    build_index_file,
     index_path_for,
     load_index_or_none,
 )
@@ -137,3 +138,62 @@ def test_prefix_filter_lets_few_unrelated_rows_through() -> None:
     secret_index = VerbatimIndex.build(CORPUS, span=40)
     guard = CopyGuard(secret_index, SECRET[:40])
     assert secret_index.may_continue(guard.prefix_hash)
+
+
+# --- a fine-tune's index covers its lineage (issue #12) -----------------------------------
+
+
+def _every_prefix_passes_the_filter(index: VerbatimIndex, text: str) -> bool:
+    """Whether every `span`-character run of `text` that some character follows may continue."""
+    guard = CopyGuard(index)
+    for pushed, char in enumerate(text[:-1], start=1):  # the last run ends the text
+        guard.push(char)
+        if pushed >= index.span and not guard.risky:
+            return False
+    return True
+
+
+def test_a_child_index_blocks_what_only_its_parent_saw(tmp_path: Path) -> None:
+    forgotten = "my phone number is 555 0199 and I live on Quiet Lane, number 12"
+    parent_path, child_path = tmp_path / "parent.verbatim", tmp_path / "child.verbatim"
+    VerbatimIndex.build(CORPUS + forgotten, span=20).save(parent_path)
+    build_index_file(CORPUS, 20, child_path, parent=parent_path)  # the text is gone now
+    child = VerbatimIndex.load(child_path)
+    assert child.find_copy("so " + forgotten[3:40]) is not None
+    assert child.find_copy("say " + SECRET[:30]) is not None  # and its own text
+    assert _every_prefix_passes_the_filter(child, forgotten)
+
+
+def test_a_small_parent_filter_is_widened_without_losing_a_prefix() -> None:
+    rng = random.Random(5)
+    parent_text = "".join(rng.choice("abcdefgh ") for _ in range(3_000))
+    child_text = "".join(rng.choice("ijklmnop ") for _ in range(300_000))
+    parent = VerbatimIndex.build(parent_text, span=12)
+    child = VerbatimIndex.build(child_text, span=12, parent=parent)
+    assert child.filter_bits > parent.filter_bits  # the widening path ran
+    assert _every_prefix_passes_the_filter(child, parent_text)
+    assert _every_prefix_passes_the_filter(child, child_text)
+    assert np.array_equal(
+        child.hashes, np.union1d(parent.hashes, VerbatimIndex.build(child_text, span=12).hashes)
+    )
+
+
+def test_a_parent_with_another_span_or_no_file_is_refused(tmp_path: Path) -> None:
+    parent_path = tmp_path / "parent.verbatim"
+    VerbatimIndex.build(CORPUS, span=30).save(parent_path)
+    with pytest.raises(VerbatimIndexError, match="30 characters"):
+        build_index_file(CORPUS, 20, tmp_path / "child.verbatim", parent=parent_path)
+    with pytest.raises(VerbatimIndexError, match="not found"):
+        build_index_file(CORPUS, 20, tmp_path / "child.verbatim", parent=tmp_path / "gone")
+    assert not (tmp_path / "child.verbatim").exists()
+
+
+def test_the_in_place_build_matches_numpy_unique() -> None:
+    rng = random.Random(9)
+    text = "".join(rng.choice("ab") for _ in range(50_000))  # many repeated windows
+    index = VerbatimIndex.build(text, span=8)
+    codes = np.array([ord(c) + 1 for c in text], dtype=np.uint64)
+    expected = np.zeros(len(text) - 8, dtype=np.uint64)
+    for offset in range(9):
+        expected = expected * np.uint64(0x9E3779B97F4A7C15) + codes[offset : offset + len(expected)]
+    assert np.array_equal(index.hashes, np.unique(expected))

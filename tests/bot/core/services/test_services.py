@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -106,8 +107,14 @@ async def test_privacy_export_and_forget(services: ParrotServices) -> None:
     await services.collection.collect_message(
         SERVER, message_id=5, channel_id=10, author_id=2, content="hi"
     )
-    exported = json.loads(await services.privacy.export_user(2))
+    files = await services.privacy.export_user(2)
+    try:
+        [part] = files.paths
+        exported = json.loads(gzip.decompress(part.read_bytes()))
+    finally:
+        files.delete()
     assert [m["content"] for m in exported["messages"]] == ["hi"]
+    assert not files.directory.exists()
     counts = await services.privacy.forget_user(2, SERVER)
     assert counts.messages == 1
     assert stored_texts(services) == []
@@ -118,11 +125,16 @@ async def test_clear_corpus_and_remove_server(
 ) -> None:
     await services.corpus.upload(ADMIN, "notes.txt", b"some notes\n")
     model = await services.models.install(SERVER, tiny_checkpoint_path)
-    assert await services.corpus.clear(ADMIN) == privacy.PurgeCounts(messages=0, documents=1)
+    cleared = await services.corpus.clear(ADMIN)
+    assert cleared == privacy.PurgeCounts(messages=0, documents=1, models=1)
     assert stored_texts(services) == []
-    assert (await services.models.info(SERVER)).model.id == model.id  # models stay
-    await services.privacy.remove_server(SERVER)
+    # The models learned from what is gone, so they go at once (issue #12).
     assert not model.path.exists()
+    with pytest.raises(ModelNotReady):
+        await services.models.info(SERVER)
+    second = await services.models.install(SERVER, tiny_checkpoint_path)
+    await services.privacy.remove_server(SERVER)
+    assert not second.path.exists()
     with pytest.raises(ModelNotReady):
         await services.models.info(SERVER)
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.errors import DuplicateUpload, InvalidInput, NotAllowed
-from bot.core.storage import corpus, corpus_text, privacy
+from bot.core.storage import corpus, corpus_text, deletions, privacy
 from bot.core.storage.corpus import IncomingMessage
 from bot.core.storage.tables import (
     Channel,
@@ -121,7 +121,7 @@ def test_text_the_databases_cannot_hold_is_cleaned(session: Session) -> None:
     lone_surrogate = "half an emoji: \ud83d!"
     assert corpus.add_messages(session, SERVER, [msg(1, lone_surrogate)]) == 1
     assert corpus_text.corpus_text(session, SERVER) == "half an emoji: \N{REPLACEMENT CHARACTER}!\n"
-    assert corpus.edit_message(session, 1, "nul\x00 and \udfff")
+    assert deletions.edit_message(session, 1, "nul\x00 and \udfff")
     assert corpus_text.corpus_text(session, SERVER) == "nul and \N{REPLACEMENT CHARACTER}\n"
 
 
@@ -201,26 +201,26 @@ def _refuse_message_id(session: Session, engine: Engine, message_id: int) -> Non
 def test_an_edit_replaces_the_text_the_trainer_sees(session: Session) -> None:
     corpus.add_messages(session, SERVER, [msg(1, "before"), msg(2, "other")])
     edited_at = T0 + timedelta(days=1)
-    assert corpus.edit_message(session, 1, "after", edited_at)
+    assert deletions.edit_message(session, 1, "after", edited_at)
     assert corpus_text.corpus_text(session, SERVER) == "after\nother\n"
     stored = session.get(Message, 1, populate_existing=True)
     assert stored is not None and stored.edited_at == edited_at
-    assert not corpus.edit_message(session, 404, "never collected")
+    assert not deletions.edit_message(session, 404, "never collected")
 
 
 def test_an_edit_that_empties_a_message_removes_it(session: Session) -> None:
     corpus.add_messages(session, SERVER, [msg(1, "before"), msg(2, "other")])
-    assert corpus.edit_message(session, 1, "   ")
+    assert deletions.edit_message(session, 1, "   ")
     assert corpus_text.corpus_text(session, SERVER) == "other\n"
 
 
 def test_delete_messages(session: Session) -> None:
     corpus.add_messages(session, SERVER, [msg(i) for i in range(1, 6)])
     corpus.add_messages(session, SERVER, [msg(6, channel=20)])
-    assert corpus.delete_messages(session, [1, 2, 2, 404]) == 2
-    assert corpus.delete_message(session, 3)
-    assert not corpus.delete_message(session, 3)
-    assert corpus.delete_channel_messages(session, SERVER, 20) == 1
+    assert deletions.delete_messages(session, [1, 2, 2, 404]) == 2
+    assert deletions.delete_message(session, 3)
+    assert not deletions.delete_message(session, 3)
+    assert deletions.delete_channel_messages(session, SERVER, 20) == 1
     assert corpus_text.corpus_text(session, SERVER) == "message 4\nmessage 5\n"
 
 
@@ -273,8 +273,8 @@ def test_an_opted_out_user_cannot_upload(session: Session) -> None:
 
 def test_delete_document(session: Session) -> None:
     document = corpus.add_document(session, SERVER, ALICE, "a.txt", b"text", 100)
-    assert not corpus.delete_document(session, OTHER_SERVER, document.id)
-    assert corpus.delete_document(session, SERVER, document.id)
+    assert not deletions.delete_document(session, OTHER_SERVER, document.id)
+    assert deletions.delete_document(session, SERVER, document.id)
     assert count(session, Document) == 0
 
 
@@ -290,14 +290,14 @@ def test_clear_corpus_removes_one_servers_text_and_keeps_its_settings(session: S
     corpus.add_document(session, OTHER_SERVER, ALICE, "a.txt", b"first upload", 100)
     stale = session.get(Message, 1)  # loaded before the clear
 
-    assert corpus.clear_corpus(session, SERVER) == privacy.PurgeCounts(messages=3, documents=1)
+    assert deletions.clear_corpus(session, SERVER) == privacy.PurgeCounts(messages=3, documents=1)
     assert corpus_text.corpus_text(session, SERVER) == ""
     assert corpus_text.corpus_text(session, OTHER_SERVER) == "first upload\nmessage 4\n"
     assert session.get(Message, 1) is None and stale is not None
     assert count(session, Server) == 2
     assert count(session, Channel, Channel.server_id == SERVER) == 1
     assert count(session, OptOut) == 1
-    assert corpus.clear_corpus(session, SERVER) == privacy.PurgeCounts()  # nothing left
+    assert deletions.clear_corpus(session, SERVER) == privacy.PurgeCounts()  # nothing left
 
 
 def test_clear_corpus_leaves_the_callers_transaction_to_the_caller(
@@ -306,7 +306,7 @@ def test_clear_corpus_leaves_the_callers_transaction_to_the_caller(
     with session_factory.begin() as session:
         corpus.add_messages(session, SERVER, [msg(1), msg(2)])
     with session_factory() as session:
-        assert corpus.clear_corpus(session, SERVER).messages == 2
+        assert deletions.clear_corpus(session, SERVER).messages == 2
         session.rollback()  # the caller changed its mind: nothing was committed
     with session_factory() as session:
         assert count(session, Message) == 2

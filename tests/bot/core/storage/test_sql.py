@@ -15,7 +15,7 @@ from bot.core.storage.sql import (
     chunks,
     insert_ignore,
     iso,
-    lock_servers,
+    lock_collection,
 )
 from bot.core.storage.tables import OptOut, Server
 
@@ -50,8 +50,9 @@ def test_insert_ignore_counts_only_new_rows_across_chunks(session: Session) -> N
     assert insert_ignore(session, OptOut, [], None) == 0
 
 
-def test_lock_servers_runs_on_one_or_all_servers(session: Session) -> None:
-    insert_ignore(session, Server, [{"id": 1, "name": ""}, {"id": 2, "name": ""}], ["id"])
-    lock_servers(session, 1, exclusive=False)
-    lock_servers(session, None, exclusive=True)
-    assert session.get(Server, 2) is not None
+def test_lock_collection_runs_for_ingest_and_either_opt_out_scope(session: Session) -> None:
+    # Three scopes in one transaction: a holder of an advisory lock does not wait for itself.
+    lock_collection(session, 1, exclusive=False)
+    lock_collection(session, 2**63 - 1, exclusive=True)
+    lock_collection(session, None, exclusive=True)
+    assert insert_ignore(session, Server, [{"id": 1, "name": ""}], ["id"]) == 1

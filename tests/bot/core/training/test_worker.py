@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 from sqlalchemy.orm import Session
 
@@ -14,6 +15,7 @@ from bot.core.storage import corpus
 from bot.core.storage.db import make_engine, make_session_factory
 from bot.core.training.progress import RunProgress
 from bot.core.training.worker import (
+    IndexNotBuilt,
     WorkerFinished,
     WorkerJob,
     WorkerMessage,
@@ -122,6 +124,46 @@ def test_a_cancelled_job_saves_nothing(tmp_path: Path, sqlite_database_url: str)
     )
     assert run_job(job, lambda _m: None, cancel) == WorkerFinished(cancelled=True, device="cpu")
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_an_index_that_cannot_be_built_fails_the_run_and_keeps_nothing(
+    tmp_path: Path, sqlite_database_url: str
+) -> None:
+    """The guard fails closed (issue #12): without the union with its parent's index, a
+    fine-tune's model is not kept, so it can never be activated or served."""
+    engine = make_engine(sqlite_database_url)
+    with make_session_factory(engine)() as session, session.begin():
+        _fill(session)
+    engine.dispose()
+    broken_parent = tmp_path / "parent.ckpt.verbatim"
+    broken_parent.write_bytes(b"truncated")
+    job = WorkerJob(
+        run_id=7,
+        server_id=SERVER,
+        database_url=sqlite_database_url,
+        mode="scratch",
+        archs=("gru",),
+        train_settings={
+            "embed_dim": 8,
+            "hidden_size": 16,
+            "num_layers": 1,
+            "seq_len": 16,
+            "batch_size": 4,
+            "device": "cpu",
+            "num_threads": 1,
+        },
+        minutes=5.0,
+        max_steps=3,
+        max_corpus_chars=2_000,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        incumbent_path=None,
+        verbatim_span=20,
+        parent_index_path=str(broken_parent),
+    )
+    with pytest.raises(IndexNotBuilt, match="copy guard"):
+        run_job(job, lambda _m: None, threading.Event())
+    assert [path for path in (tmp_path / "ckpt").iterdir()] == []
+    assert "copy guard" in describe_failure(IndexNotBuilt("the copy guard's index ..."))
 
 
 def _fill(session: Session) -> None:
