@@ -3,8 +3,10 @@
 The file is a `torch.save` of plain containers (dict/list/str/int/float and tensors), so it
 loads with `torch.load(weights_only=True)`: no pickled code ever runs. Writes are atomic
 (temp file in the same directory, fsync, `os.replace`), so a crash never leaves half a
-checkpoint where a good one was. Anything unreadable becomes a `CheckpointError` with a
-message naming the file, never a traceback from deep inside torch.
+checkpoint where a good one was. Bad contents become a `CheckpointError`, and a file that
+cannot be read right now (I/O, permissions, memory) a `CheckpointUnavailable`, each with a
+message naming the file, never a traceback from deep inside torch: the bot sets aside only
+the former.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from torch import Tensor
 
 from models.charrnn import CharRNN, CharRNNConfig
-from models.errors import CheckpointError
+from models.errors import CheckpointError, CheckpointUnavailable
 from models.vocab import Vocab
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "CheckpointError",
+    "CheckpointUnavailable",
     "TrainingStats",
     "load_checkpoint",
     "save_checkpoint",
@@ -136,22 +139,39 @@ def save_checkpoint(
             os.close(dir_fd)
 
 
+def _is_out_of_memory(error: RuntimeError) -> bool:
+    # PyTorch reports a failed CPU allocation as a RuntimeError ("DefaultCPUAllocator: not
+    # enough memory", "... out of memory"), not as MemoryError.
+    text = str(error).lower()
+    return "out of memory" in text or "not enough memory" in text
+
+
 def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Read and validate a checkpoint; raise `CheckpointError` for anything unusable."""
+    """Read and validate a checkpoint. `CheckpointError`: its contents are unusable;
+    `CheckpointUnavailable`: it could not be read now (I/O, permissions, memory)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        is_archive = zipfile.is_zipfile(path)
+        # Opened here, not by zipfile.is_zipfile, which answers False on any OSError and so
+        # would call an unreadable file corrupt.
+        with path.open("rb") as handle:
+            is_archive = zipfile.is_zipfile(handle)
+    except FileNotFoundError:
+        raise CheckpointUnavailable(f"checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a directory, not a Parrot checkpoint") from None
     except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+        raise CheckpointUnavailable(f"cannot read checkpoint {path}: {exc.strerror}") from None
     if not is_archive:
         raise CheckpointError(
             f"{path} is not a Parrot checkpoint (not a PyTorch archive: truncated or another kind of file)"
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, MemoryError) as exc:
+        raise CheckpointUnavailable(f"cannot read checkpoint {path}: {exc}") from None
     except Exception as exc:  # torch, pickle and zipfile raise many unrelated types here
+        if isinstance(exc, RuntimeError) and _is_out_of_memory(exc):
+            raise CheckpointUnavailable(f"out of memory loading {path}") from None
         raise CheckpointError(
             f"{path} is not a readable Parrot checkpoint (corrupt, or it holds objects other than "
             f"plain data and tensors: {type(exc).__name__})"

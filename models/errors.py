@@ -8,7 +8,14 @@ class ModelError(Exception):
 
 
 class CheckpointError(ModelError):
-    """A checkpoint file is missing, truncated, corrupt, foreign or from an unknown format."""
+    """A checkpoint file's contents are unusable: truncated, corrupt, foreign, from an unknown
+    format, wrong shapes, NaN weights. Retrying cannot help."""
+
+
+class CheckpointUnavailable(ModelError):
+    """A checkpoint could not be read just now (missing, permission denied, too many open
+    files, out of memory, an I/O error): nothing says its contents are bad, so it is retried,
+    never set aside."""
 
 
 class CorpusTooSmallError(ModelError):

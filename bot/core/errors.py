@@ -46,6 +46,16 @@ class ModelRebuilding(ModelNotReady):
         super().__init__(message)
 
 
+class ModelUnavailable(ModelNotReady):
+    """The active model's file could not be read just now (I/O, permissions, memory)."""
+
+    def __init__(
+        self,
+        message: str = "This server's model is temporarily unavailable. Try again in a minute.",
+    ) -> None:
+        super().__init__(message)
+
+
 class GuardMissing(ModelNotReady):
     """The active model's copy-guard index is missing or unreadable: it is not served."""
 

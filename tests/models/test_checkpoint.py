@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from models.checkpoint import FORMAT_VERSION, Checkpoint, load_checkpoint, save_checkpoint
-from models.errors import CheckpointError
+from models.errors import CheckpointError, CheckpointUnavailable
+from tests.helpers.faults import no_file_descriptors_left
 
 
 def test_round_trip_keeps_everything(tmp_path: Path, tiny_checkpoint: Checkpoint) -> None:
@@ -43,9 +45,26 @@ def test_overwrite_is_atomic_replacement(tmp_path: Path, tiny_checkpoint: Checkp
     assert load_checkpoint(path).config == tiny_checkpoint.config
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="not found"):
+def test_a_missing_or_unreadable_file_is_unavailable_not_corrupt(
+    tmp_path: Path, tiny_checkpoint: Checkpoint
+) -> None:
+    """Only bad contents are a CheckpointError (the bot sets those files aside); a file that
+    cannot be read now is CheckpointUnavailable and is retried (issue #14)."""
+    with pytest.raises(CheckpointUnavailable, match="not found"):
         load_checkpoint(tmp_path / "nope.ckpt")
+    path = tmp_path / "locked.ckpt"
+    save_checkpoint(tiny_checkpoint, path)
+    # EMFILE: a real fault root meets too, unlike chmod 000.
+    with no_file_descriptors_left(), pytest.raises(CheckpointUnavailable, match="cannot read"):
+        load_checkpoint(path)
+    if os.geteuid() != 0:  # root reads any file whatever its mode
+        path.chmod(0)
+        try:
+            with pytest.raises(CheckpointUnavailable, match="cannot read"):
+                load_checkpoint(path)
+        finally:
+            path.chmod(0o644)
+    assert load_checkpoint(path).config == tiny_checkpoint.config
 
 
 @pytest.mark.parametrize("keep", [0, 10, 100, 1000, -200])

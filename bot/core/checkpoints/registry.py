@@ -289,7 +289,8 @@ class ModelRegistry:
         self.notify_activated(server_id, model_id)
 
     def prune(self, server_id: int) -> list[Path]:
-        """Delete all but the newest `keep_checkpoints` models (never the active one).
+        """Delete all but the newest `keep_checkpoints` usable models (never the active one,
+        never one set aside as corrupt).
 
         Also removes files in the server's directory that no row refers to, except those of
         runs still queued or running (a worker may be writing them). Returns deleted paths.
@@ -301,12 +302,15 @@ class ModelRegistry:
                 .where(TrainedModel.server_id == server_id)
                 .order_by(TrainedModel.id.desc())
             ).all()
+            # A set-aside file is never deleted automatically: it is evidence, and "corrupt"
+            # may have been a misdiagnosis. An admin removes it.
             usable = [row for row in rows if not is_set_aside(row.checkpoint_path)]
             doomed = [row for row in usable[self.keep_checkpoints :] if not row.active]
-            doomed += [row for row in rows if is_set_aside(row.checkpoint_path)]
             for row in doomed:
                 session.delete(row)
-            kept_paths = {Path(row.checkpoint_path).name for row in rows if row not in doomed}
+            kept_paths = {
+                checkpoint_of(row.checkpoint_path).name for row in rows if row not in doomed
+            }
             live_runs = set(
                 session.scalars(
                     select(TrainingRun.id).where(

@@ -31,18 +31,19 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 
 from bot.core.config import GenerationConfig
-from bot.core.errors import GuardMissing, ModelNotReady
+from bot.core.errors import GuardMissing, ModelNotReady, ModelUnavailable
 from bot.core.generation.batch_worker import Job, ModelWorker
 from bot.core.generation.model_cache import ModelCache
 from bot.core.generation.verbatim import index_path_for, load_index_or_none
 from bot.core.logs import get_logger
 from models.checkpoint import load_checkpoint
-from models.errors import CheckpointError
+from models.errors import CheckpointError, CheckpointUnavailable
 from models.sample import SampleRequest
 
 log = get_logger(__name__)
 
 MAX_FALLBACKS = 3  # corrupt checkpoints skipped in a row before giving up on a request
+UNAVAILABLE_RETRY_SECONDS = (0.2, 1.0)  # then the request fails; the next one tries again
 _MB = 1024 * 1024
 
 
@@ -273,7 +274,7 @@ class Sampler:
         for _ in range(MAX_FALLBACKS):
             active = await self._active(server_id)
             try:
-                return await self._acquire(server_id, active)
+                return await self._acquire_retrying(server_id, active)
             except CheckpointError as error:
                 log.error("server %s: cannot load model %s: %s", server_id, active.id, error)
                 with self._lock:
@@ -284,6 +285,22 @@ class Sampler:
         raise ModelNotReady(
             "This server's model could not be loaded. An admin can train a new one with /train."
         )
+
+    async def _acquire_retrying(self, server_id: int, active: ActiveModelLike) -> _Served:
+        """`_acquire`, retried with backoff while the file cannot be read (I/O, permissions,
+        memory): such a model is fine and is never set aside; the request then fails with
+        `ModelUnavailable` and the next one tries again."""
+        for delay in (*UNAVAILABLE_RETRY_SECONDS, None):
+            try:
+                return await self._acquire(server_id, active)
+            except CheckpointUnavailable as error:
+                log.warning(
+                    "server %s: model %s unreadable for now: %s", server_id, active.id, error
+                )
+                if delay is None:
+                    raise ModelUnavailable() from None
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def _active(self, server_id: int) -> ActiveModelLike:
         with self._lock:

@@ -51,10 +51,10 @@ class ModelService:
 
 def _checkpoint_history(path: Path) -> list[list[Any]]:
     from models.checkpoint import load_checkpoint
-    from models.errors import CheckpointError
+    from models.errors import CheckpointError, CheckpointUnavailable
 
     try:
         stats = load_checkpoint(path).stats
-    except CheckpointError:
+    except (CheckpointError, CheckpointUnavailable):
         return []
     return [list(row) for row in stats.val_loss_history]

@@ -11,7 +11,9 @@
 Jobs: one global job (`[schedule] interval_minutes`, or `cron` when set) checks every
 server without a schedule override; a server with an override (`servers.schedule_cron` or
 `servers.schedule_interval_minutes`) gets its own job; `servers.schedule_enabled = false`
-takes a server out of scheduling. A check enqueues, per server:
+takes a server out of scheduling. A server whose last runs failed waits 1 h, 2 h, 4 h ...
+(at most a day) after its latest failure (`failure_backoff_until`). A check enqueues, per
+server:
 - a fine-tune when the server has a model and its corpus grew by at least
   `training.min_new_chars` since its last successful run;
 - a from-scratch run when it has no model and its corpus reached
@@ -38,7 +40,7 @@ import asyncio
 import hashlib
 import weakref
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -51,11 +53,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.config import ParrotConfig
 from bot.core.errors import ConfigError, CorpusTooSmall, TrainingBusy
-from bot.core.kinds import RunMode, RunTrigger
+from bot.core.kinds import RunMode, RunStatus, RunTrigger
 from bot.core.logs import get_logger
 from bot.core.storage import corpus_text
 from bot.core.storage.db import make_engine
-from bot.core.storage.tables import Server, TrainedModel
+from bot.core.storage.sql import as_utc
+from bot.core.storage.tables import Server, TrainedModel, TrainingRun, utcnow
 from bot.core.training import rebuilds
 from bot.core.training.manager import TrainingManager
 
@@ -101,6 +104,12 @@ def make_trigger(interval_minutes: float | None, cron: str | None) -> BaseTrigge
     return IntervalTrigger(seconds=seconds, timezone=UTC)
 
 
+# A server whose runs keep failing is retried after 1 h, 2 h, 4 h ... at most a day.
+FAILURE_BACKOFF_FIRST = timedelta(hours=1)
+FAILURE_BACKOFF_LONGEST = timedelta(days=1)
+FAILURE_BACKOFF_MAX_STEPS = 6  # 2**5 h > a day: older failures change nothing
+
+
 def find_due_runs(
     session: Session, config: ParrotConfig, server_ids: list[int] | None = None
 ) -> list[DueRun]:
@@ -115,7 +124,11 @@ def find_due_runs(
         query = query.where(Server.id.in_(server_ids))
     training = config.training
     due: list[DueRun] = []
+    now = utcnow()
     for server in session.scalars(query.order_by(Server.id)).all():
+        retry_at = failure_backoff_until(session, server.id)
+        if retry_at is not None and now < retry_at:
+            continue  # its runs keep failing: the schedule waits longer each time
         has_model = session.scalar(
             select(TrainedModel.id)
             .where(TrainedModel.server_id == server.id, TrainedModel.active.is_(True))
@@ -130,6 +143,31 @@ def find_due_runs(
             if chars >= training.min_chars_first_model:
                 due.append(DueRun(server.id, RunMode.SCRATCH, f"first model ({chars} characters)"))
     return due
+
+
+def failure_backoff_until(session: Session, server_id: int) -> datetime | None:
+    """When the schedule may try a server again whose last runs failed: 1 h after the first
+    failure in a row, then 2 h, 4 h ... up to a day (`FAILURE_BACKOFF_*`). None: no
+    failures since its last success. Admin runs and rebuilds are never held back."""
+    recent = session.execute(
+        select(TrainingRun.status, TrainingRun.finished_at)
+        .where(
+            TrainingRun.server_id == server_id,
+            TrainingRun.status.in_((RunStatus.SUCCEEDED, RunStatus.FAILED)),
+        )
+        .order_by(TrainingRun.id.desc())
+        .limit(FAILURE_BACKOFF_MAX_STEPS)
+    ).all()
+    failures = 0
+    for status, _ in recent:
+        if status != RunStatus.FAILED:
+            break
+        failures += 1
+    last_finished = as_utc(recent[0][1]) if recent else None
+    if failures == 0 or last_finished is None:
+        return None
+    delay = min(FAILURE_BACKOFF_FIRST * 2 ** (failures - 1), FAILURE_BACKOFF_LONGEST)
+    return last_finished + delay
 
 
 def scheduler_key(database_url: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.checkpoints.registry import ModelRegistry
-from bot.core.errors import GuardMissing, ModelNotReady
+from bot.core.errors import GuardMissing, ModelNotReady, ModelUnavailable
 from bot.core.generation.sampler import Sampler
 from bot.core.generation.verbatim import VerbatimIndex, index_path_for
 from bot.core.storage import corpus
@@ -31,6 +32,7 @@ from models.config import TrainConfig
 from models.sample import SampleRequest
 from models.train import train
 from models.vocab import Vocab
+from tests.helpers.faults import no_file_descriptors_left
 
 TEXT = "the quick brown fox jumps over the lazy dog.\nhello, world! 0123456789\n"
 
@@ -476,3 +478,31 @@ async def test_a_model_trained_here_is_not_served_without_its_index(
     finally:
         guarded.close()
         guard_off.close()
+
+
+async def test_an_unreadable_checkpoint_is_retried_never_set_aside(
+    registry: ModelRegistry, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Issue #14: a transient fault (here EMFILE, too many open files) says "temporarily
+    unavailable"; once the file reads again the same model answers. Nothing is set aside."""
+    sampler = Sampler(registry)
+    try:
+        path = write_checkpoint(tmp_path / "a.ckpt")
+        model_id = await asyncio.to_thread(add_model, registry, sessions, 9, path)
+        assert registry.active_model(9) is not None  # warms a pooled database connection
+        unavailable = pytest.raises(ModelUnavailable, match="temporarily unavailable")
+        with no_file_descriptors_left(), unavailable:
+            await sampler.generate(9, request(chars=5))
+        if os.geteuid() != 0:  # chmod 000 stops everyone but root
+            path.chmod(0)
+            try:
+                with pytest.raises(ModelUnavailable):
+                    await sampler.generate(9, request(chars=5))
+            finally:
+                path.chmod(0o644)
+        assert (await sampler.generate(9, request(chars=5))).model_id == model_id
+        assert path.exists() and not path.with_name(path.name + ".corrupt").exists()
+        active = registry.active_model(9)
+        assert active is not None and active.id == model_id
+    finally:
+        sampler.close()

@@ -129,3 +129,17 @@ def test_deletions_past_the_fraction_or_the_days_owe_a_rebuild(
         assert rebuilds.request_rebuilds_after_deletions(
             session, fraction=0.05, days=30, now=later
         ) == [OTHER_SERVER]
+
+
+def test_an_admin_run_goes_ahead_of_twenty_scheduled_ones(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Issue #14, the queue is fair: admin `/train` runs before the schedule's, then the
+    schedule's in the order they came (one live run per server: round-robin)."""
+    servers = [5000 + i for i in range(21)]
+    for server_id in servers:
+        seed(session_factory, server_id, lines=5)
+    scheduled = [queue_one(session_factory, s, RunTrigger.SCHEDULE) for s in servers[:20]]
+    admin = queue_one(session_factory, servers[20], RunTrigger.ADMIN)
+    claimed = [queue.claim(session_factory, None) for _ in range(3)]
+    assert [run.id for run in claimed if run is not None] == [admin, *scheduled[:2]]

@@ -25,6 +25,7 @@ from bot.core.training.manager import TrainingManager
 from bot.core.training.scheduler import (
     JOB_TABLE,
     TrainingScheduler,
+    failure_backoff_until,
     find_due_runs,
     make_trigger,
 )
@@ -147,6 +148,48 @@ def test_due_runs_follow_the_growth_rules(
         # A server with its own schedule is checked by its own job only.
         assert [d.server_id for d in find_due_runs(session, config, [OVERRIDDEN])] == [OVERRIDDEN]
         assert find_due_runs(session, config, [DISABLED]) == []
+
+
+def fail_runs(session: Session, server_id: int, finished: list[datetime]) -> None:
+    for moment in finished:
+        session.add(
+            TrainingRun(
+                server_id=server_id,
+                trigger=RunTrigger.SCHEDULE,
+                mode=RunMode.SCRATCH,
+                arch="gru",
+                status=RunStatus.FAILED,
+                finished_at=moment,
+                error="failed: out of memory",
+            )
+        )
+    session.flush()
+
+
+def test_a_server_whose_runs_keep_failing_backs_off(
+    tmp_path: Path, database_url: str, sessions: sessionmaker[Session]
+) -> None:
+    """1 h after one failure, 2 h after two, 4 h after three... (issue #14: the queue is fair)."""
+    config = make_config(tmp_path, database_url)
+    now = datetime.now(UTC)
+    with sessions() as session, session.begin():
+        fail_runs(session, BIG, [now - timedelta(minutes=90)])  # one failure, 90 min ago
+    with sessions() as session:
+        assert BIG in [d.server_id for d in find_due_runs(session, config)]
+    with sessions() as session, session.begin():
+        fail_runs(session, BIG, [now - timedelta(minutes=90)])  # two: wait 2 h
+    with sessions() as session:
+        assert BIG not in [d.server_id for d in find_due_runs(session, config)]
+        retry_at = failure_backoff_until(session, BIG)
+        assert retry_at is not None
+        assert abs(retry_at - (now + timedelta(minutes=30))) < timedelta(seconds=5)
+    with sessions() as session, session.begin():
+        fail_runs(session, BIG, [now - timedelta(hours=23)] * 8)  # many: at most a day
+    with sessions() as session:
+        retry_at = failure_backoff_until(session, BIG)
+        assert retry_at is not None
+        assert abs(retry_at - (now + timedelta(hours=1))) < timedelta(seconds=5)
+        assert failure_backoff_until(session, WITH_MODEL) is None  # last run succeeded
 
 
 async def test_periodic_job_enqueues_each_due_server_once(
