@@ -6,6 +6,12 @@
 - Edits and deletions use the raw events, so messages that are not in discord.py's cache
   (sent before a restart, or evicted) are still updated or removed.
 - Leaving a server deletes everything Parrot kept about it, checkpoints included.
+- A deleted channel or thread takes its collected messages with it (Discord sends no
+  per-message deletes for it).
+- Once every shard is ready (a fresh start or a new session, not a RESUME), and after
+  `privacy.reconcile_grace_seconds`, what happened while the bot was offline is caught up
+  with: servers it is no longer in are removed, and deleted channels purged
+  (`bot.core.services.reconcile`).
 - In channels with replies turned on, mentioning the bot or replying to it (or, rarely, any
   message, with the channel's reply chance) gets a continuation of the message.
 """
@@ -23,6 +29,7 @@ from bot.core.inputs import PROMPT_MAX_CHARS
 from bot.core.logs import get_logger
 from bot.core.services import ParrotServices
 from bot.core.services.actor import Actor
+from bot.core.services.reconcile import Reconciler
 from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
 from bot.render import fit_message, neutralize_mentions
@@ -42,6 +49,16 @@ class CollectCog(commands.Cog, name="Collect"):
         self.bot = bot
         self.services = services
         self.rng = rng or random.Random()
+        self.reconciler = Reconciler(
+            services.sessions,
+            collection=services.collection,
+            privacy=services.privacy,
+            grace_seconds=services.config.privacy.reconcile_grace_seconds,
+        )
+
+    async def cog_unload(self) -> None:
+        # Before the services close: a purge still running must not outlive the database.
+        await self.reconciler.close()
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -124,6 +141,54 @@ class CollectCog(commands.Cog, name="Collect"):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         log.info("left server %s: deleting its data", guild.id)
         await self.services.privacy.remove_server(guild.id)
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        # discord.py fires this once every shard has its READY and guilds, and never for a
+        # RESUME (which replays what was missed): only then can the guild list be trusted.
+        if self.reconciler.schedule(DiscordGatewayView(self.bot)):
+            log.info(
+                "checking for servers and channels gone while offline in %.0f s",
+                self.services.config.privacy.reconcile_grace_seconds,
+            )
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        # Its cached threads follow as raw thread deletes (discord.py sends those itself).
+        await self.reconciler.delete_channels(channel.guild.id, [channel.id])
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        # The raw event: threads discord.py never cached (archived ones) are deleted too.
+        await self.reconciler.delete_channels(payload.guild_id, [payload.thread_id])
+
+
+class DiscordGatewayView:
+    """`reconcile.GatewayView` on discord.py's cache, read live."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    def serves(self, server_id: int) -> bool:
+        if isinstance(self.bot, discord.AutoShardedClient):
+            shard_ids = set(self.bot.shards)
+        else:
+            shard_ids = {self.bot.shard_id or 0}
+        # Discord's rule for which shard a guild is on.
+        return (server_id >> 22) % (self.bot.shard_count or 1) in shard_ids
+
+    def is_member(self, server_id: int) -> bool:
+        # Unavailable guilds (an outage) are still in the cache: the bot is still a member.
+        return self.bot.get_guild(server_id) is not None
+
+    def has_channel(self, server_id: int, channel_id: int) -> bool | None:
+        guild = self.bot.get_guild(server_id)
+        if guild is None or guild.unavailable:
+            return None
+        # GUILD_CREATE carries every channel of the guild, so one missing was deleted. Settings
+        # rows name text channels only (the commands take those), never archived threads,
+        # which would be missing from the cache while they still exist.
+        return guild.get_channel_or_thread(channel_id) is not None
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -60,6 +60,7 @@ class ChannelType:
     GUILD_TEXT = 0
     DM = 1
     GUILD_CATEGORY = 4
+    PUBLIC_THREAD = 11
 
 
 @dataclass

@@ -1,15 +1,16 @@
 """The fake acting as Discord towards the bot over the gateway.
 
 `GatewayEvents` answers IDENTIFY (READY, then GUILD_CREATEs) and member requests, tells the
-bot it joined or left a server, asks it to reconnect or drops it, and applies Discord's
-intent and visibility rules to message events. What users do is in `driver.py`.
+bot it joined or left a server or that a channel or thread was deleted, asks it to reconnect
+or drops it, and applies Discord's intent and visibility rules to message events. What users
+do is in `driver.py`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.fakediscord.entities import FakeChannel, FakeGuild, Permission
+from tests.fakediscord.entities import ChannelType, FakeChannel, FakeGuild, Permission
 from tests.fakediscord.gateway import GatewaySession, Intent
 from tests.fakediscord.inspection import Inspection
 from tests.fakediscord.world import Payload
@@ -39,9 +40,32 @@ class GatewayEvents(Inspection):
         await self.dispatch("CHANNEL_CREATE", channel.payload(), guild_id=channel.guild_id)
 
     async def remove_guild(self, guild: FakeGuild) -> None:
-        """The bot was kicked/banned or the server was deleted: GUILD_DELETE without `unavailable`."""
+        """The bot was kicked/banned or the server was deleted: GUILD_DELETE without
+        `unavailable`. With no bot connected only the world changes, as on Discord: the bot
+        finds the guild missing from its next READY."""
         self.forget_guild(guild.id)
         await self.dispatch("GUILD_DELETE", {"id": str(guild.id)}, guild_id=guild.id)
+
+    async def delete_channel(self, channel: FakeChannel) -> None:
+        """A channel is deleted, its messages with it: CHANNEL_DELETE (the channel object as
+        it was). No bot connected: only the world changes (it is missing from GUILD_CREATE)."""
+        payload = channel.payload()
+        self.self_check("CHANNEL_DELETE", "GuildChannelResponse", payload)
+        self.forget_channel(channel)
+        await self.dispatch("CHANNEL_DELETE", payload, guild_id=channel.guild_id)
+
+    async def delete_thread(self, parent: FakeChannel, thread_id: int) -> None:
+        """THREAD_DELETE for a thread of `parent`, with Discord's partial payload (id,
+        guild_id, parent_id, type). The fake does not model threads, so `thread_id` is any
+        snowflake (`fake.ids.next_id()`); discord.py reports it as `on_raw_thread_delete`."""
+        self.forget_messages_in(thread_id)
+        data: Payload = {
+            "id": str(thread_id),
+            "guild_id": str(parent.guild_id),
+            "parent_id": str(parent.id),
+            "type": ChannelType.PUBLIC_THREAD,
+        }
+        await self.dispatch("THREAD_DELETE", data, guild_id=parent.guild_id)
 
     async def reconnect_gateway(self) -> None:
         """Ask every shard to reconnect (op 7); discord.py then RESUMEs."""

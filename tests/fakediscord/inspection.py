@@ -144,6 +144,13 @@ class Inspection(World):
 
         await self.wait_for(all_connected, timeout_s, what="gateway IDENTIFY from every shard")
 
+    async def wait_until_disconnected(self, timeout_s: float = 10.0) -> None:
+        """Until no shard is connected (after `run_bot` exits): what the world changes into
+        from here is what the bot finds at its next READY, with no events for it."""
+        await self.wait_for(
+            lambda: not self.gateway.sessions, timeout_s, what="every shard to disconnect"
+        )
+
     def notify_change(self) -> None:
         """Wake `wait_for` callers (called on every request and gateway frame)."""
         self._changed.set()

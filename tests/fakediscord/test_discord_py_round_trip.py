@@ -34,6 +34,8 @@ class Seen:
     bulk_deletes: list[discord.RawBulkMessageDeleteEvent] = field(default_factory=list)
     removed_guilds: list[int] = field(default_factory=list)
     joined_guilds: list[int] = field(default_factory=list)
+    deleted_channels: list[int] = field(default_factory=list)
+    deleted_threads: list[discord.RawThreadDeleteEvent] = field(default_factory=list)
     uploads: list[bytes] = field(default_factory=list)
 
 
@@ -184,6 +186,14 @@ def make_bot(seen: Seen, *, message_content: bool = True) -> commands.Bot:
     @bot.event
     async def on_guild_join(guild: discord.Guild) -> None:
         seen.joined_guilds.append(guild.id)
+
+    @bot.event
+    async def on_guild_channel_delete(channel: discord.abc.GuildChannel) -> None:
+        seen.deleted_channels.append(channel.id)
+
+    @bot.event
+    async def on_raw_thread_delete(payload: discord.RawThreadDeleteEvent) -> None:
+        seen.deleted_threads.append(payload)
 
     return bot
 
@@ -396,6 +406,45 @@ async def test_guild_delete_reaches_on_guild_remove(world: World) -> None:
             lambda: world.seen.removed_guilds == [world.guild.id], what="on_guild_remove"
         )
         assert bot.get_guild(world.guild.id) is None
+
+
+async def test_channel_and_thread_deletes_reach_the_bot(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    doomed = fake.add_text_channel(world.guild, "doomed")
+    message = fake.seed_message(doomed, fake.add_user("kim"), "in a channel about to go")
+    thread_id = fake.ids.next_id()
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        await fake.delete_channel(doomed)
+        await fake.wait_for(lambda: world.seen.deleted_channels == [doomed.id], what="delete")
+        assert bot.get_channel(doomed.id) is None and bot.get_channel(channel.id) is not None
+        assert doomed.id not in world.guild.channels and int(message["id"]) not in fake.messages
+        await fake.delete_thread(channel, thread_id)
+        await fake.wait_for(lambda: len(world.seen.deleted_threads) == 1, what="thread delete")
+        [raw] = world.seen.deleted_threads
+        assert (raw.thread_id, raw.guild_id, raw.parent_id) == (
+            thread_id,
+            world.guild.id,
+            channel.id,
+        )
+        assert raw.thread_type == discord.ChannelType.public_thread
+
+
+async def test_changes_while_offline_show_at_the_next_ready(world: World) -> None:
+    fake = world.fake
+    channel = next(iter(world.guild.channels.values()))
+    other = fake.add_guild("Other server")
+    doomed = fake.add_text_channel(other, "doomed")
+    async with run_bot(make_bot(world.seen), fake):
+        pass
+    await fake.wait_until_disconnected()
+    await fake.remove_guild(world.guild)
+    await fake.delete_channel(doomed)
+    async with run_bot(make_bot(world.seen), fake) as bot:
+        assert [g.id for g in bot.guilds] == [other.id]
+        assert bot.get_channel(doomed.id) is None and bot.get_channel(channel.id) is None
+    # Nothing was sent for them: the bot was not connected.
+    assert world.seen.removed_guilds == [] and world.seen.deleted_channels == []
 
 
 async def test_bot_leaving_a_guild_is_recorded(world: World) -> None:

@@ -225,6 +225,20 @@ class World:
                 self.channels.pop(channel_id, None)
         self.guild_commands.pop(guild_id, None)
 
+    def forget_channel(self, channel: FakeChannel) -> None:
+        """Drop a deleted channel and the messages in it (Discord deletes them with it)."""
+        self.forget_messages_in(channel.id)
+        self.channels.pop(channel.id, None)
+        guild = self.guild_of(channel)
+        if guild is not None:
+            guild.channels.pop(channel.id, None)
+
+    def forget_messages_in(self, channel_id: int) -> None:
+        """Drop every stored message of a channel or thread (it was deleted)."""
+        doomed = [m for m, data in self.messages.items() if data["channel_id"] == str(channel_id)]
+        for message_id in doomed:
+            del self.messages[message_id]
+
     # ------------------------------------------------------------------ lookups
 
     def guild_of(self, channel: FakeChannel) -> FakeGuild | None:
