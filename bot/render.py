@@ -3,6 +3,7 @@
 - `neutralize_mentions` makes mention-like text inert even if a message is ever sent without
   `AllowedMentions.none()`: a zero-width space after every `@` breaks `@everyone`, `@here`,
   `<@123>`, `<@&123>` and `<@!123>` alike, whatever the digit count.
+- `list_within` lists what fits and counts the rest ("and 40 more").
 - `fit_message` decides between a plain message and a `.txt` attachment (Discord's
   2,000-character limit).
 - `progress_bar` and `loss_curve_png` render training progress and history.
@@ -53,6 +54,23 @@ def fit_message(
         return FittedText(text, None)
     room = limit - len(note) - 2
     return FittedText(text[:room].rstrip() + "…\n" + note, text)
+
+
+def list_within(items: Sequence[str], limit: int, *, empty: str = "none") -> str:
+    """`items` joined with ", ", as many as fit in `limit` characters, then "and N more"."""
+    if not items:
+        return empty
+    shown: list[str] = []
+    used = 0
+    for number, item in enumerate(items):
+        rest = len(items) - number - 1
+        tail = len(f", and {rest:,} more") if rest else 0
+        cost = len(item) + (2 if shown else 0)
+        if used + cost + tail > limit:
+            return ", ".join(shown) + f", and {len(items) - len(shown):,} more"
+        shown.append(item)
+        used += cost
+    return ", ".join(shown)
 
 
 def generation_text(prompt: str, continuation: str) -> str:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from models.charrnn import CharRNN, CharRNNConfig
-from models.errors import CheckpointError, CheckpointUnavailable
+from models.errors import CheckpointError, CheckpointUnavailable, is_out_of_memory
 from models.vocab import Vocab
 
 __all__ = [
@@ -139,13 +139,6 @@ def save_checkpoint(
             os.close(dir_fd)
 
 
-def _is_out_of_memory(error: RuntimeError) -> bool:
-    # PyTorch reports a failed CPU allocation as a RuntimeError ("DefaultCPUAllocator: not
-    # enough memory", "... out of memory"), not as MemoryError.
-    text = str(error).lower()
-    return "out of memory" in text or "not enough memory" in text
-
-
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read and validate a checkpoint. `CheckpointError`: its contents are unusable;
     `CheckpointUnavailable`: it could not be read now (I/O, permissions, memory)."""
@@ -167,10 +160,10 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, MemoryError) as exc:
+    except OSError as exc:
         raise CheckpointUnavailable(f"cannot read checkpoint {path}: {exc}") from None
     except Exception as exc:  # torch, pickle and zipfile raise many unrelated types here
-        if isinstance(exc, RuntimeError) and _is_out_of_memory(exc):
+        if is_out_of_memory(exc):
             raise CheckpointUnavailable(f"out of memory loading {path}") from None
         raise CheckpointError(
             f"{path} is not a readable Parrot checkpoint (corrupt, or it holds objects other than "

@@ -32,3 +32,19 @@ class CorpusError(ModelError):
 
 class TrainingCancelled(ModelError):
     """Training was cancelled before any checkpoint could be evaluated."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an exception means an allocation failed: Python's MemoryError, CUDA's, or the
+    RuntimeError PyTorch raises for a failed CPU allocation ("DefaultCPUAllocator: not
+    enough memory", "... out of memory")."""
+    if isinstance(error, MemoryError):
+        return True
+    import torch  # lazily: the bot imports these error classes long before it needs torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text or "not enough memory" in text
+    )

@@ -14,22 +14,30 @@ from bot.core.services.corpus import CorpusStatus
 from bot.exts.base import ParrotCog, actor_from
 from bot.mentions import NO_MENTIONS
 from bot.plugin import ensure_services
-from bot.render import describe_purge, neutralize_mentions
+from bot.render import describe_purge, list_within, neutralize_mentions
 from bot.views import Confirm
 
 CONFIRM_TIMEOUT_SECONDS = 60.0
 TEXT_CONTENT_TYPES = ("text/plain",)
 
 
+# Each channel list gets at most this much of the 2,000-character message (120 channels
+# of 21-character mentions would not fit); the rest of the status needs well under 500.
+CHANNEL_LIST_CHARS = 700
+
+
 def describe_status(status: CorpusStatus) -> str:
-    channels = ", ".join(f"<#{c}>" for c in status.collecting_channels) or "none yet"
+    channels = list_within(
+        [f"<#{c}>" for c in status.collecting_channels], CHANNEL_LIST_CHARS, empty="none yet"
+    )
     lines = [
         f"**Corpus:** {status.messages:,} messages, {status.documents:,} documents, "
         f"{status.chars:,} characters from {status.authors:,} authors.",
         f"**Collecting from:** {channels}" + ("" if status.collecting else " (paused)"),
     ]
     if status.reply_channels:
-        lines.append("**Replies in:** " + ", ".join(f"<#{c}>" for c in status.reply_channels))
+        replies = list_within([f"<#{c}>" for c in status.reply_channels], CHANNEL_LIST_CHARS)
+        lines.append("**Replies in:** " + replies)
     if status.model is None:
         need = max(0, status.min_chars_first_model - status.chars)
         lines.append(

@@ -23,7 +23,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -34,6 +34,12 @@ from bot.core.config import GenerationConfig
 from bot.core.errors import GuardMissing, ModelNotReady, ModelUnavailable
 from bot.core.generation.batch_worker import Job, ModelWorker
 from bot.core.generation.model_cache import ModelCache
+from bot.core.generation.results import (
+    GenerationResult,
+    GenerationStream,
+    ModelId,
+    generation_result,
+)
 from bot.core.generation.verbatim import index_path_for, load_index_or_none
 from bot.core.logs import get_logger
 from models.checkpoint import load_checkpoint
@@ -45,9 +51,6 @@ log = get_logger(__name__)
 MAX_FALLBACKS = 3  # corrupt checkpoints skipped in a row before giving up on a request
 UNAVAILABLE_RETRY_SECONDS = (0.2, 1.0)  # then the request fails; the next one tries again
 _MB = 1024 * 1024
-
-
-ModelId = int | str
 
 
 class ActiveModelLike(Protocol):
@@ -70,18 +73,6 @@ class ModelDirectory(Protocol):
 
 
 ModelSource = ModelDirectory | Callable[[int], ActiveModelLike | None]
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    text: str  # the continuation only (the prompt is not repeated)
-    prompt: str
-    model_id: ModelId
-    server_id: int
-    request: SampleRequest
-    seed: int | None  # the seed the text was drawn with: same seed, same model -> same text
-    seconds: float  # from the call to the last character
-    blocked_copies: int = 0  # characters the verbatim guard had to resample
 
 
 @dataclass(frozen=True)
@@ -194,7 +185,7 @@ class Sampler:
         started = time.perf_counter()
         async with self._job(server_id, request, streaming=False) as (model_id, job):
             text = await job.result()
-        return _generation_result(server_id, model_id, job, text, started)
+        return generation_result(server_id, model_id, job, text, started)
 
     def stream(self, server_id: int, request: SampleRequest) -> GenerationStream:
         """An async iterator of text chunks as they are sampled; `.result` once exhausted."""
@@ -357,55 +348,3 @@ class Sampler:
     def _unload(self, served: _Served) -> None:
         """The cache dropped a model: end its thread (without waiting: this may run on the loop)."""
         served.worker.stop()
-
-
-def _generation_result(
-    server_id: int, model_id: ModelId, job: Job, text: str, started: float
-) -> GenerationResult:
-    return GenerationResult(
-        text=text,
-        prompt=job.request.prompt,
-        model_id=model_id,
-        server_id=server_id,
-        request=job.request,
-        seed=job.seed,
-        seconds=time.perf_counter() - started,
-        blocked_copies=job.blocked,
-    )
-
-
-class GenerationStream:
-    """`async for chunk in sampler.stream(...)`; after the loop, `.result` has the whole text.
-
-    `job` is the sampler's not yet entered job context: entering it submits the request, so
-    nothing runs until the first chunk is awaited."""
-
-    def __init__(
-        self, job: contextlib.AbstractAsyncContextManager[tuple[ModelId, Job]], server_id: int
-    ) -> None:
-        self._job = job
-        self._server_id = server_id
-        self.result: GenerationResult | None = None
-        self._chunks = self._run()
-
-    def __aiter__(self) -> GenerationStream:
-        return self
-
-    async def __anext__(self) -> str:
-        return await self._chunks.__anext__()
-
-    async def aclose(self) -> None:
-        """Stop early (the message was deleted): the row leaves the batch at the next step."""
-        await self._chunks.aclose()
-
-    async def _run(self) -> AsyncGenerator[str, None]:
-        started = time.perf_counter()
-        async with self._job as (model_id, job):
-            sent = 0
-            while (chunk := await job.next_chunk()) is not None:
-                sent += len(chunk)
-                yield chunk
-            text = await job.result()
-            if len(text) > sent:  # a row cut by the guard keeps what it held back for stop strings
-                yield text[sent:]
-            self.result = _generation_result(self._server_id, model_id, job, text, started)

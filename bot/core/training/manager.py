@@ -51,7 +51,7 @@ from bot.core.training.supervisor import (
     kill_if_alive,
     supervise,
 )
-from bot.core.training.worker import WorkerFinished
+from bot.core.training.worker import WorkerFinished, describe_failure
 
 log = get_logger(__name__)
 
@@ -322,7 +322,7 @@ async def plan_and_supervise(
         return None, Outcome(failure=str(error))
     except Exception as error:
         log.exception("training run %s: could not prepare", live.info.id)
-        return None, Outcome(failure=f"could not prepare the run: {error}")
+        return None, Outcome(failure=f"could not prepare the run: {describe_failure(error)}")
     if stopping():
         return planned, Outcome(failure=SHUTDOWN_REASON)
     if live.cancel is not None and live.cancel.is_set():  # cancelled while planning

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -36,7 +37,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
 from sqlalchemy.orm import Session
 
 from bot.core.checkpoints.files import checkpoint_filename
@@ -49,7 +49,7 @@ from bot.core.training.progress import RunProgress
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.config import TrainConfig, validation_chars
 from models.device import resolve_device
-from models.errors import ModelError, TrainingCancelled
+from models.errors import ModelError, TrainingCancelled, is_out_of_memory
 from models.train import evaluate, train
 from models.units import LN2
 
@@ -142,24 +142,25 @@ def worker_main(job: WorkerJob, conn: Connection, cancel: CancelFlag) -> None:
 
 
 def describe_failure(error: BaseException) -> str:
-    """A one-line reason for a failed run, written for a server admin."""
-    if _is_out_of_memory(error):
+    """A one-line reason for a failed run, written for a server admin: at most
+    `FAILURE_REASON_CHARS` characters, and no file paths (they say nothing to a member and
+    reveal the host's layout; the log has the detail)."""
+    if is_out_of_memory(error):
         return (
             "out of memory: the model or the corpus does not fit on this device "
             "(try a smaller model or a smaller max_corpus_chars)"
         )
     if isinstance(error, ParrotError | ModelError):
-        return str(error)
-    first_line = (str(error).splitlines() or [""])[0][:300]
-    return f"the training worker crashed: {type(error).__name__}: {first_line}".rstrip(": ")
+        reason = str(error)
+    else:
+        reason = f"the training worker crashed: {type(error).__name__}: {error!s}"
+    first_line = (reason.splitlines() or [""])[0].rstrip(": ")
+    return _ABSOLUTE_PATH.sub(lambda match: Path(match[0]).name, first_line)[:FAILURE_REASON_CHARS]
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, MemoryError):
-        return True
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+FAILURE_REASON_CHARS = 300
+# An absolute POSIX or Windows path, up to whitespace, a quote or a colon-space.
+_ABSOLUTE_PATH = re.compile(r"(?:[A-Za-z]:\\|/)[^\s'\"]*[^\s'\":,.)]")
 
 
 def read_corpus(job: WorkerJob) -> tuple[str, CorpusSnapshot]:

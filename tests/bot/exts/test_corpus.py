@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.core.storage import corpus_text
+from bot.core.storage import corpus, corpus_text
 from bot.core.storage.db import session_scope
 from tests.bot.conftest import World
 
@@ -106,3 +106,19 @@ async def test_clear_needs_confirmation(world: World) -> None:
     await confirm.wait_response(timeout_s=30)
     assert "Deleted 0 messages and 1 documents" in str(confirm.response)
     assert stored_messages(world) == []
+
+
+async def test_status_with_120_channels_fits_one_message(world: World) -> None:
+    """Issue #14: past ~80 opted-in channels the status passed 2,000 characters and the edit
+    failed with HTTP 400. Now it lists what fits and counts the rest."""
+    channel_ids = [world.channel.id + 1_000 + i for i in range(120)]
+    with session_scope(world.services.sessions) as session:
+        for channel_id in channel_ids:
+            corpus.set_channel_collect(session, world.guild.id, channel_id, True)
+            corpus.set_channel_replies(session, world.guild.id, channel_id, True)
+    world.services.collection.forget_settings(world.guild.id)  # written behind its back
+    status = await corpus_command(world, world.member, "status")
+    edit = await status.wait_edit(timeout_s=30)
+    content = edit.content or ""
+    assert len(content) <= 2_000
+    assert f"<#{channel_ids[0]}>" in content and "more" in content

@@ -26,7 +26,7 @@ from bot.core.training.worker import (
 )
 from models.checkpoint import load_checkpoint
 from models.config import TrainConfig, minimum_corpus_chars
-from models.errors import InvalidSettingError
+from models.errors import CheckpointError, InvalidSettingError
 
 SERVER = 77
 
@@ -40,6 +40,16 @@ def test_failure_reasons_are_one_readable_line() -> None:
     assert describe_failure(CorpusTooSmall("too small")) == "too small"
     reason = describe_failure(KeyError("boom\nsecond line"))
     assert reason.startswith("the training worker crashed: KeyError") and "\n" not in reason
+
+
+def test_failure_reasons_are_short_and_free_of_paths() -> None:
+    """Issue #14: a run's reason reaches members; it names no host path and stays short."""
+    error = CheckpointError(
+        "/srv/parrot/data/checkpoints/4242/17-gru.ckpt is not a readable Parrot checkpoint"
+    )
+    assert describe_failure(error) == "17-gru.ckpt is not a readable Parrot checkpoint"
+    huge = describe_failure(ValueError("x" * 10_000 + " in /home/someone/parrot/bot/x.py"))
+    assert len(huge) <= 300 and "/home" not in huge
 
 
 def test_validation_text_is_the_last_fraction() -> None:
