@@ -22,7 +22,8 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from bot.core.checkpoints.files import CORRUPT_SUFFIX, checkpoint_of, sidecar_paths, unlink_quietly
+from bot.core.checkpoints.files import checkpoint_of, sidecar_paths, unlink_quietly
+from bot.core.checkpoints.registry import newest_usable_model
 from bot.core.storage.corpus_text import CorpusSnapshot
 from bot.core.storage.sql import IN_CLAUSE_CHUNK, chunks
 from bot.core.storage.tables import ModelAuthor, TrainedModel
@@ -158,15 +159,7 @@ def _active(session: Session, server_id: int) -> int | None:
 
 
 def _activate_newest(session: Session, server_id: int) -> int | None:
-    newest = session.scalar(
-        select(TrainedModel.id)
-        .where(
-            TrainedModel.server_id == server_id,
-            TrainedModel.checkpoint_path.not_like(f"%{CORRUPT_SUFFIX}"),
-        )
-        .order_by(TrainedModel.id.desc())
-        .limit(1)
-    )
+    newest = newest_usable_model(session, server_id)
     if newest is not None:
         session.execute(update(TrainedModel).where(TrainedModel.id == newest).values(active=True))
     return newest

@@ -224,15 +224,7 @@ class ModelRegistry:
                 session.flush()
                 replacement: int | None = None
                 if was_active:
-                    replacement = session.scalars(
-                        select(TrainedModel.id)
-                        .where(
-                            TrainedModel.server_id == server_id,
-                            TrainedModel.checkpoint_path.not_like(f"%{CORRUPT_SUFFIX}"),
-                        )
-                        .order_by(TrainedModel.id.desc())
-                        .limit(1)
-                    ).first()
+                    replacement = newest_usable_model(session, server_id)
                     if replacement is not None:
                         self._set_active_in(session, server_id, replacement)
             move_aside(path)
@@ -342,6 +334,19 @@ class ModelRegistry:
             .values(active=False)
         )
         session.execute(update(TrainedModel).where(TrainedModel.id == model_id).values(active=True))
+
+
+def newest_usable_model(session: Session, server_id: int) -> int | None:
+    """The server's newest model that was not set aside: the one to fall back to."""
+    return session.scalar(
+        select(TrainedModel.id)
+        .where(
+            TrainedModel.server_id == server_id,
+            TrainedModel.checkpoint_path.not_like(f"%{CORRUPT_SUFFIX}"),
+        )
+        .order_by(TrainedModel.id.desc())
+        .limit(1)
+    )
 
 
 def describe_model(session: Session, row: TrainedModel) -> ModelRecord:

@@ -100,6 +100,16 @@ def active_row(services: ParrotServices) -> TrainedModel:
         return row
 
 
+async def start_training(services: ParrotServices) -> int:
+    """Queue a scratch run and return once its worker reports progress (it is training)."""
+    run_id = await services.trainer.enqueue(SERVER, mode="scratch", arch="gru")
+    async with asyncio.timeout(FINAL_TIMEOUT_S):
+        async for event in services.trainer.watch(run_id):
+            if event.progress is not None and event.progress.step > 0:
+                return run_id
+    raise AssertionError(f"run {run_id} ended before it trained")
+
+
 def model_files(row: TrainedModel) -> list[Path]:
     return [Path(row.checkpoint_path), index_path_for(row.checkpoint_path)]
 
@@ -163,11 +173,7 @@ async def test_a_run_training_when_the_user_forgets_is_discarded(
     services = await make_services(parrot_config, max_steps=4_000, eval_interval=200)
     try:
         seed_corpus(services)
-        run_id = await services.trainer.enqueue(SERVER, mode="scratch", arch="gru")
-        async with asyncio.timeout(FINAL_TIMEOUT_S):
-            async for event in services.trainer.watch(run_id):
-                if event.progress is not None and event.progress.step > 0:
-                    break
+        run_id = await start_training(services)
         await services.privacy.forget_user(ALICE, SERVER)
         event = await final_event(services, run_id)
 
@@ -225,11 +231,7 @@ async def test_clearing_the_corpus_discards_a_run_in_flight(parrot_config: Parro
     services = await make_services(parrot_config, max_steps=4_000, eval_interval=200)
     try:
         seed_corpus(services)
-        run_id = await services.trainer.enqueue(SERVER, mode="scratch", arch="gru")
-        async with asyncio.timeout(FINAL_TIMEOUT_S):
-            async for event in services.trainer.watch(run_id):
-                if event.progress is not None and event.progress.step > 0:
-                    break
+        run_id = await start_training(services)
         await services.corpus.clear(Actor(SERVER, 1, can_manage=True))
         event = await final_event(services, run_id)
         assert event.status == RunStatus.CANCELLED and not event.activated

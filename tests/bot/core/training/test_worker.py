@@ -3,6 +3,7 @@ whole job run in-process (the spawned path is covered by test_training.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -112,10 +113,40 @@ def test_a_cancelled_job_saves_nothing(tmp_path: Path, sqlite_database_url: str)
     engine.dispose()
     cancel = threading.Event()
     cancel.set()
-    job = WorkerJob(
+    job = _tiny_job(tmp_path, sqlite_database_url)
+    assert run_job(job, lambda _m: None, cancel) == WorkerFinished(cancelled=True, device="cpu")
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_an_index_that_cannot_be_built_fails_the_run_and_keeps_nothing(
+    tmp_path: Path, sqlite_database_url: str
+) -> None:
+    """The guard fails closed (issue #12): without the union with its parent's index, a
+    fine-tune's model is not kept, so it can never be activated or served."""
+    engine = make_engine(sqlite_database_url)
+    with make_session_factory(engine)() as session, session.begin():
+        _fill(session)
+    engine.dispose()
+    broken_parent = tmp_path / "parent.ckpt.verbatim"
+    broken_parent.write_bytes(b"truncated")
+    job = dataclasses.replace(
+        _tiny_job(tmp_path, sqlite_database_url),
+        run_id=7,
+        max_steps=3,
+        verbatim_span=20,
+        parent_index_path=str(broken_parent),
+    )
+    with pytest.raises(IndexNotBuilt, match="copy guard"):
+        run_job(job, lambda _m: None, threading.Event())
+    assert [path for path in (tmp_path / "ckpt").iterdir()] == []
+
+
+def _tiny_job(tmp_path: Path, database_url: str) -> WorkerJob:
+    """A scratch job on `_fill`'s corpus with a tiny model and no guard."""
+    return WorkerJob(
         run_id=6,
         server_id=SERVER,
-        database_url=sqlite_database_url,
+        database_url=database_url,
         mode="scratch",
         archs=("gru",),
         train_settings={
@@ -132,48 +163,6 @@ def test_a_cancelled_job_saves_nothing(tmp_path: Path, sqlite_database_url: str)
         incumbent_path=None,
         verbatim_span=None,
     )
-    assert run_job(job, lambda _m: None, cancel) == WorkerFinished(cancelled=True, device="cpu")
-    assert not (tmp_path / "ckpt").exists()
-
-
-def test_an_index_that_cannot_be_built_fails_the_run_and_keeps_nothing(
-    tmp_path: Path, sqlite_database_url: str
-) -> None:
-    """The guard fails closed (issue #12): without the union with its parent's index, a
-    fine-tune's model is not kept, so it can never be activated or served."""
-    engine = make_engine(sqlite_database_url)
-    with make_session_factory(engine)() as session, session.begin():
-        _fill(session)
-    engine.dispose()
-    broken_parent = tmp_path / "parent.ckpt.verbatim"
-    broken_parent.write_bytes(b"truncated")
-    job = WorkerJob(
-        run_id=7,
-        server_id=SERVER,
-        database_url=sqlite_database_url,
-        mode="scratch",
-        archs=("gru",),
-        train_settings={
-            "embed_dim": 8,
-            "hidden_size": 16,
-            "num_layers": 1,
-            "seq_len": 16,
-            "batch_size": 4,
-            "device": "cpu",
-            "num_threads": 1,
-        },
-        minutes=5.0,
-        max_steps=3,
-        max_corpus_chars=2_000,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-        incumbent_path=None,
-        verbatim_span=20,
-        parent_index_path=str(broken_parent),
-    )
-    with pytest.raises(IndexNotBuilt, match="copy guard"):
-        run_job(job, lambda _m: None, threading.Event())
-    assert [path for path in (tmp_path / "ckpt").iterdir()] == []
-    assert "copy guard" in describe_failure(IndexNotBuilt("the copy guard's index ..."))
 
 
 def _fill(session: Session) -> None:
