@@ -11,8 +11,8 @@
 Jobs: one global job (`[schedule] interval_minutes`, or `cron` when set) checks every
 server without a schedule override; a server with an override (`servers.schedule_cron` or
 `servers.schedule_interval_minutes`) gets its own job; `servers.schedule_enabled = false`
-takes a server out of scheduling. A server whose last runs failed waits 1 h, 2 h, 4 h ...
-(at most a day) after its latest failure (`failure_backoff_until`). A check enqueues, per
+takes a server out of scheduling. A server whose last two or more runs failed waits 1 h,
+2 h, 4 h ... (at most a day) after its latest failure (`failure_backoff_until`). A check enqueues, per
 server:
 - a fine-tune when the server has a model and its corpus grew by at least
   `training.min_new_chars` since its last successful run;
@@ -104,10 +104,11 @@ def make_trigger(interval_minutes: float | None, cron: str | None) -> BaseTrigge
     return IntervalTrigger(seconds=seconds, timezone=UTC)
 
 
-# A server whose runs keep failing is retried after 1 h, 2 h, 4 h ... at most a day.
+# A server whose runs keep failing (two or more in a row) is retried after 1 h, 2 h, 4 h ...
+# at most a day.
 FAILURE_BACKOFF_FIRST = timedelta(hours=1)
 FAILURE_BACKOFF_LONGEST = timedelta(days=1)
-FAILURE_BACKOFF_MAX_STEPS = 6  # 2**5 h > a day: older failures change nothing
+FAILURE_BACKOFF_MAX_STEPS = 7  # 2**5 h > a day: older failures change nothing
 
 
 def find_due_runs(
@@ -146,9 +147,10 @@ def find_due_runs(
 
 
 def failure_backoff_until(session: Session, server_id: int) -> datetime | None:
-    """When the schedule may try a server again whose last runs failed: 1 h after the first
-    failure in a row, then 2 h, 4 h ... up to a day (`FAILURE_BACKOFF_*`). None: no
-    failures since its last success. Admin runs and rebuilds are never held back."""
+    """When the schedule may try a server again whose runs keep failing: a single failure
+    (a crash, a restart) is retried at the next check; after two in a row it waits 1 h
+    from the latest, then 2 h, 4 h ... up to a day (`FAILURE_BACKOFF_*`). None: no wait.
+    Admin runs and rebuilds are never held back."""
     recent = session.execute(
         select(TrainingRun.status, TrainingRun.finished_at)
         .where(
@@ -164,9 +166,9 @@ def failure_backoff_until(session: Session, server_id: int) -> datetime | None:
             break
         failures += 1
     last_finished = as_utc(recent[0][1]) if recent else None
-    if failures == 0 or last_finished is None:
+    if failures < 2 or last_finished is None:
         return None
-    delay = min(FAILURE_BACKOFF_FIRST * 2 ** (failures - 1), FAILURE_BACKOFF_LONGEST)
+    delay = min(FAILURE_BACKOFF_FIRST * 2 ** (failures - 2), FAILURE_BACKOFF_LONGEST)
     return last_finished + delay
 
 

@@ -336,8 +336,11 @@ async def test_a_worse_model_is_kept_but_not_activated_and_corrupt_files_are_ski
     assert not final.activated
     active = registry.active_model(SERVER_A)
     assert active is not None and active.id == previous
-    assert registry.get_model(corrupt) is None
-    assert [m.id for m in registry.list_models(SERVER_A)] == [final.model_id, previous]
+    # Set aside, never deleted automatically (issue #14): the row and file stay, inactive.
+    set_aside = registry.get_model(corrupt)
+    assert set_aside is not None and not set_aside.active
+    assert set_aside.path.name.endswith(".corrupt") and set_aside.path.exists()
+    assert [m.id for m in registry.list_models(SERVER_A)] == [final.model_id, corrupt, previous]
 
 
 async def test_auto_trains_both_architectures_and_keeps_the_better(

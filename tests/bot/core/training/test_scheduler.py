@@ -169,15 +169,20 @@ def fail_runs(session: Session, server_id: int, finished: list[datetime]) -> Non
 def test_a_server_whose_runs_keep_failing_backs_off(
     tmp_path: Path, database_url: str, sessions: sessionmaker[Session]
 ) -> None:
-    """1 h after one failure, 2 h after two, 4 h after three... (issue #14: the queue is fair)."""
+    """One failure is retried at once; then 1 h after two in a row, 2 h after three... at
+    most a day (issue #14: the queue is fair)."""
     config = make_config(tmp_path, database_url)
     now = datetime.now(UTC)
     with sessions() as session, session.begin():
-        fail_runs(session, BIG, [now - timedelta(minutes=90)])  # one failure, 90 min ago
+        fail_runs(session, BIG, [now - timedelta(minutes=90)])  # one failure: no wait
+    with sessions() as session:
+        assert failure_backoff_until(session, BIG) is None
+    with sessions() as session, session.begin():
+        fail_runs(session, BIG, [now - timedelta(minutes=90)])  # two: 1 h, passed
     with sessions() as session:
         assert BIG in [d.server_id for d in find_due_runs(session, config)]
     with sessions() as session, session.begin():
-        fail_runs(session, BIG, [now - timedelta(minutes=90)])  # two: wait 2 h
+        fail_runs(session, BIG, [now - timedelta(minutes=90)])  # three: wait 2 h
     with sessions() as session:
         assert BIG not in [d.server_id for d in find_due_runs(session, config)]
         retry_at = failure_backoff_until(session, BIG)
