@@ -45,6 +45,7 @@ from bot.core.generation.verbatim import VerbatimIndexError, build_index_file, i
 from bot.core.logs import get_logger, install_redaction
 from bot.core.storage.corpus_text import CorpusSnapshot, corpus_snapshot, iter_corpus_text
 from bot.core.storage.db import make_engine
+from bot.core.training.lifeline import parent_gone, tie_to_parent
 from bot.core.training.progress import RunProgress
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.config import TrainConfig, validation_chars
@@ -117,6 +118,7 @@ WorkerMessage = WorkerStarted | RunProgress | WorkerFinished | WorkerFailed
 
 def worker_main(job: WorkerJob, conn: Connection, cancel: CancelFlag) -> None:
     """Entry point of the spawned process."""
+    tie_to_parent()  # first: the worker must never outlive the bot, whatever it is doing
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what happens
     # to this run (it sets the cancel flag), so the worker must not die on SIGINT itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -130,6 +132,8 @@ def worker_main(job: WorkerJob, conn: Connection, cancel: CancelFlag) -> None:
     exit_code = 0
     try:
         conn.send(run_job(job, conn.send, cancel))
+    except (BrokenPipeError, EOFError):
+        parent_gone("the bot closed the pipe")  # nobody to report to: one line, no traceback
     except BaseException as error:  # the process is ending anyway: report, never hide
         exit_code = 1
         traceback.print_exc(file=sys.stderr)
