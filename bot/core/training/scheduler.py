@@ -1,4 +1,5 @@
-"""Scheduled training: an APScheduler 3.x `AsyncIOScheduler` whose jobs live in Parrot's database.
+"""Scheduled training: an APScheduler 3.x `BackgroundScheduler` whose jobs live in Parrot's
+database.
 
     scheduler = TrainingScheduler(config, session_factory, training_manager)
     await scheduler.start()      # loads the persisted jobs, reconciles them with the config
@@ -44,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -81,13 +82,14 @@ class DueRun:
     reason: str
 
 
-async def run_training_check(scheduler_key: str, server_id: int | None = None) -> None:
-    """The scheduled job (module level, so the job store can pickle a reference to it)."""
+def run_training_check(scheduler_key: str, server_id: int | None = None) -> None:
+    """The scheduled job (module level, so the job store can pickle a reference to it). It
+    runs in the scheduler's thread pool, never on the event loop (see `TrainingScheduler`)."""
     scheduler = _LIVE_SCHEDULERS.get(scheduler_key)
     if scheduler is None:
         log.warning("scheduled training check %s: no live scheduler; skipped", scheduler_key)
         return
-    await scheduler.run_check(server_id)
+    scheduler.check_now(server_id)
 
 
 def make_trigger(interval_minutes: float | None, cron: str | None) -> BaseTrigger:
@@ -190,7 +192,7 @@ class TrainingScheduler:
         self._sessions = session_factory
         self._url = config.storage.resolved_database_url
         self.key = key or scheduler_key(self._url)
-        self._scheduler: AsyncIOScheduler | None = None
+        self._scheduler: BackgroundScheduler | None = None
         self._engine: Engine | None = None
 
     @property
@@ -200,35 +202,38 @@ class TrainingScheduler:
     async def start(self) -> None:
         if self._scheduler is not None:
             return
-        # The job store's own engine, with deferred transactions: APScheduler reads its table
-        # from the event loop, and a read must never wait for SQLite's write lock there.
+        # A BackgroundScheduler, not an AsyncIOScheduler: the latter runs its job store
+        # (get_due_jobs, update_job) on the event loop, which then stalled up to the busy
+        # timeout whenever another writer held SQLite's lock (issue #14). Here the store and
+        # the checks run in the scheduler's own threads. The store's own engine keeps
+        # deferred transactions so its reads never take the write lock.
         self._engine = make_engine(
             self._url,
             busy_timeout_ms=self.config.storage.sqlite_busy_timeout_ms,
             begin_immediate=False,
         )
-        scheduler = AsyncIOScheduler(
+        scheduler = BackgroundScheduler(
             jobstores={JOBSTORE: SQLAlchemyJobStore(engine=self._engine, tablename=JOB_TABLE)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
         _LIVE_SCHEDULERS[self.key] = self
-        scheduler.start(paused=True)  # reconcile the stored jobs before any of them fires
+        await asyncio.to_thread(scheduler.start, paused=True)  # reconcile first, then fire
         self._scheduler = scheduler
         try:
             await asyncio.to_thread(self.sync_jobs)
         except BaseException:
             await self.stop()
             raise
-        scheduler.resume()
+        await asyncio.to_thread(scheduler.resume)
 
     async def stop(self) -> None:
         scheduler, self._scheduler = self._scheduler, None
         if _LIVE_SCHEDULERS.get(self.key) is self:
             del _LIVE_SCHEDULERS[self.key]
         if scheduler is not None and scheduler.running:
-            scheduler.shutdown(wait=False)
-            await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop iteration
+            # Waits for a check in flight (in a thread: it may be waiting on the database).
+            await asyncio.to_thread(scheduler.shutdown, wait=True)
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -265,6 +270,7 @@ class TrainingScheduler:
             await asyncio.to_thread(self.sync_jobs)
 
     def next_run_time(self, server_id: int | None = None) -> datetime | None:
+        """Blocking (reads the job store): call from a thread on the bot's loop."""
         scheduler = self._require_scheduler()
         job_id = GLOBAL_JOB_ID if server_id is None else f"{SERVER_JOB_PREFIX}{server_id}"
         job = scheduler.get_job(job_id, jobstore=JOBSTORE)
@@ -331,7 +337,7 @@ class TrainingScheduler:
             jobs[f"{SERVER_JOB_PREFIX}{server_id}"] = (trigger, (self.key, server_id))
         return jobs
 
-    def _require_scheduler(self) -> AsyncIOScheduler:
+    def _require_scheduler(self) -> BackgroundScheduler:
         if self._scheduler is None:
             raise RuntimeError("the training scheduler is not started")
         return self._scheduler

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -288,10 +290,10 @@ async def test_jobs_persist_across_a_restart(
         await fourth.stop()
 
 
-async def test_a_job_without_a_live_scheduler_does_nothing(sessions: sessionmaker[Session]) -> None:
+def test_a_job_without_a_live_scheduler_does_nothing(sessions: sessionmaker[Session]) -> None:
     from bot.core.training.scheduler import run_training_check
 
-    await run_training_check("no-such-key")
+    run_training_check("no-such-key")
     assert queued_runs(sessions) == []
 
 
@@ -304,3 +306,42 @@ def test_check_now_reports_what_it_queued(
     assert len(first) == 2
     assert scheduler.check_now() == []  # both are queued already
     assert scheduler.check_now(OVERRIDDEN) != []
+
+
+async def test_a_held_write_lock_never_stalls_the_event_loop(
+    tmp_path: Path, sqlite_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #14: the job store and the checks run off the loop. asyncio's debug mode logs
+    every callback that holds the loop longer than `slow_callback_duration`; while another
+    connection holds SQLite's write lock across several scheduler ticks, none may appear."""
+    config = dataclasses.replace(
+        make_config(tmp_path, sqlite_database_url, interval_minutes=TICK_MINUTES),
+        storage=StorageConfig(
+            data_dir=str(tmp_path / "data"),
+            database_url=sqlite_database_url,
+            sqlite_busy_timeout_ms=1_000,
+        ),
+    )
+    engine = make_engine(sqlite_database_url)
+    sessions = make_session_factory(engine)
+    with sessions() as session, session.begin():
+        add_text(session, BIG, 2_000)
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.25
+    scheduler = TrainingScheduler(config, sessions, make_manager(config, sessions))
+    await scheduler.start()
+    holder = sqlite3.connect(sqlite_database_url.removeprefix("sqlite:///"), timeout=10)
+    try:
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            holder.execute("BEGIN IMMEDIATE")  # what a busy writer does to everyone else
+            await asyncio.sleep(2.0)  # ~10 ticks: each check waits on the lock, off the loop
+            holder.rollback()
+            await wait_for(lambda: queued_runs(sessions))  # and the checks still work after
+    finally:
+        holder.close()
+        await scheduler.stop()
+        loop.set_debug(False)
+        engine.dispose()
+    stalls = [r.getMessage() for r in caplog.records if "Executing" in r.getMessage()]
+    assert stalls == []
