@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.core.config import GenerationConfig
 from bot.core.errors import ModelNotReady, ModelRebuilding
 from bot.core.inputs import GenerateOptions, generate_cooldown_seconds, generate_options
+from bot.core.logs import get_logger
 from bot.core.services.actor import Actor
 from bot.core.services.cooldowns import Cooldowns
 from bot.core.storage import corpus
@@ -19,6 +21,8 @@ from bot.core.training import rebuilds
 if TYPE_CHECKING:
     from bot.core.generation.sampler import Sampler
     from models.sample import SampleRequest
+
+log = get_logger(__name__)
 
 
 class GenerationService:
@@ -36,6 +40,7 @@ class GenerationService:
         # Per-server /generate cooldown overrides (None: the config's), read once per server
         # and replaced when an admin changes one, so a /generate never waits on the database.
         self._cooldown_overrides: dict[int, float | None] = {}
+        self._background: set[asyncio.Task[float | None]] = set()
 
     def options(
         self,
@@ -59,10 +64,27 @@ class GenerationService:
         """Raise OnCooldown, or record this use (per user and per server).
 
         The per-user wait is the server's override (`cooldown_override`), else the config's
-        `generate_per_user_seconds`.
+        `generate_per_user_seconds`. Never waits on the database: /generate must acknowledge
+        Discord within 3 s whatever the database is doing (issue #14). An override not read
+        yet is read in the background for the next request; until then the config's wait
+        applies (a user's first request passes either way).
         """
-        override = await self.cooldown_override(actor.server_id)
+        if actor.server_id in self._cooldown_overrides:
+            override = self._cooldown_overrides[actor.server_id]
+        else:
+            override = None
+            self._read_override_soon(actor.server_id)
         self._cooldowns.take_generate(actor.server_id, actor.user_id, user_seconds=override)
+
+    def _read_override_soon(self, server_id: int) -> None:
+        task = asyncio.create_task(self.cooldown_override(server_id))
+        self._background.add(task)  # a reference, so the task is not collected mid-read
+        task.add_done_callback(self._override_read)
+
+    def _override_read(self, task: asyncio.Task[float | None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not read a server's /generate cooldown: %s", task.exception())
 
     async def cooldown_override(self, server_id: int) -> float | None:
         """The server's per-user /generate cooldown in seconds; None: the config's applies."""

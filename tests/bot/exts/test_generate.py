@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,27 @@ async def test_no_model_names_train(world: World) -> None:
     handle = await world.fake.invoke_slash(
         world.guild, world.channel, world.member, "generate", {"start": "hello"}
     )
+    edit = await handle.wait_edit(timeout_s=30)
+    assert "/train" in (edit.content or "")
+
+
+async def test_generate_is_acknowledged_while_the_database_is_locked(world: World) -> None:
+    """Issue #14: /generate defers before any database read. Another connection holds
+    SQLite's write lock (the main engine's transactions begin IMMEDIATE, reads too); the
+    acknowledgement still arrives while it is held, and the answer once it is released."""
+    database = world.services.config.storage.resolved_database_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(database, timeout=10)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        handle = await world.fake.invoke_slash(
+            world.guild, world.channel, world.member, "generate", {"start": "hello"}
+        )
+        await handle.wait_response(timeout_s=30)  # no database read has happened yet
+        assert handle.response_type == CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+        assert handle.edits == []  # the answer needs the database: it waits for the lock
+    finally:
+        holder.rollback()
+        holder.close()
     edit = await handle.wait_edit(timeout_s=30)
     assert "/train" in (edit.content or "")
 
