@@ -61,7 +61,7 @@ def build_config(data_dir: Path, quick: bool) -> ParrotConfig:
     url = f"sqlite:///{data_dir / 'parrot.db'}"
     model = ModelConfig(hidden_size=128, num_layers=1) if quick else ModelConfig()
     return dataclasses.replace(
-        ParrotConfig(),
+        ParrotConfig(model=ModelConfig(base="")),
         storage=StorageConfig(data_dir=str(data_dir), database_url=url),
         model=model,
         training=TrainingConfig(max_minutes=10.0),

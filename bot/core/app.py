@@ -25,6 +25,7 @@ def build(
     them for tiny models and step budgets).
     """
     # Imported here: torch is heavy, and `parrot --help` or `parrot db` never need it.
+    from bot.core.checkpoints.base_model import BaseModelRecord, base_checkpoint_path
     from bot.core.generation.sampler import Sampler
     from bot.core.training.manager import TrainingManager
     from models.device import resolve_device
@@ -33,8 +34,12 @@ def build(
     engine = make_engine(url, busy_timeout_ms=config.storage.sqlite_busy_timeout_ms)
     sessions = make_session_factory(engine)
     registry = ModelRegistry.from_config(config, sessions)
+    base = base_checkpoint_path(config.model.base)
     sampler = Sampler.from_config(
-        registry, config.generation, device=resolve_device(config.training.device)
+        registry,
+        config.generation,
+        device=resolve_device(config.training.device),
+        fallback=BaseModelRecord(base) if base is not None else None,
     )
     trainer = TrainingManager(config, sessions, registry, train_overrides=train_overrides)
     return ParrotServices(

@@ -71,6 +71,9 @@ class ModelConfig:
     num_layers: int = 2
     embed_dim: int = 64
     dropout: float = 0.1
+    # The model a server's first model fine-tunes from: "bundled" (bot/data/base.ckpt), ""
+    # for from scratch, or a path (`bot.core.checkpoints.base_model`).
+    base: str = "bundled"
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from tests.fakediscord import (
     Permission,
     run_bot,
 )
+from tests.helpers.configs import FROM_SCRATCH
 from tests.helpers.corpora import SMALL_TEXT
 
 CORPUS_LINE = "the parrot sat on the perch and said hello to the sailors. "
@@ -79,7 +80,7 @@ def tiny_checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def parrot_config(tmp_path: Path) -> ParrotConfig:
     data_dir = tmp_path / "data"
     return dataclasses.replace(
-        ParrotConfig(),
+        ParrotConfig(model=FROM_SCRATCH),
         discord=DiscordConfig(shard_count=1),
         storage=StorageConfig(data_dir=str(data_dir)),
         schedule=ScheduleConfig(enabled=False),

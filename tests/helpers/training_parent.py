@@ -17,13 +17,15 @@ from bot.core.checkpoints.registry import ModelRegistry
 from bot.core.config import ParrotConfig, StorageConfig
 from bot.core.storage.db import make_engine, make_session_factory
 from bot.core.training.manager import TrainingManager
+from tests.helpers.configs import FROM_SCRATCH
 
 
 async def main(
     database_url: str, data_dir: str, server_id: int, overrides: dict[str, object]
 ) -> None:
     config = dataclasses.replace(
-        ParrotConfig(), storage=StorageConfig(data_dir=data_dir, database_url=database_url)
+        ParrotConfig(model=FROM_SCRATCH),
+        storage=StorageConfig(data_dir=data_dir, database_url=database_url),
     )
     sessions = make_session_factory(make_engine(database_url))
     manager = TrainingManager(

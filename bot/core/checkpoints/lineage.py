@@ -51,11 +51,13 @@ def record_lineage(
     *,
     parent_id: int | None,
     snapshot: CorpusSnapshot | None,
+    root: str = ROOT_SCRATCH,
 ) -> None:
-    """Store a new model's lineage: parent, root, snapshot, and the authors it inherits
-    from its parent plus those of its own snapshot."""
+    """Store a new model's lineage: parent, root (a root run's: "scratch" or "base"; a
+    fine-tune inherits its parent's), snapshot, and the authors it inherits from its parent
+    plus those of its own snapshot."""
     model.parent_id = parent_id
-    model.root = ROOT_SCRATCH
+    model.root = root
     authors: set[int] = set()
     if parent_id is not None:
         parent = session.get(TrainedModel, parent_id)

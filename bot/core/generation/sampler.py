@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -115,13 +116,16 @@ class Sampler:
         device: torch.device | str = "cpu",
         torch_threads: int | None = None,
         require_guard: bool = False,
+        fallback: ActiveModelLike | None = None,
     ) -> None:
         """`torch_threads` (process-wide, so only set it where the bot owns the process)
         caps torch's intra-op threads: on a small CPU, 1 keeps the workers from fighting.
         `require_guard`: a model whose verbatim index is missing or unreadable is not served
         (`from_config` sets it unless `generation.max_verbatim_chars = 0`): the guard fails
-        closed."""
+        closed. `fallback`: the model a server without one of its own is answered from (the
+        base model); `serves_fallback` tells the front end to say so."""
         self._require_guard = require_guard
+        self._fallback = fallback
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         self._device = torch.device(device)
@@ -160,6 +164,7 @@ class Sampler:
         *,
         device: torch.device | str = "cpu",
         torch_threads: int | Literal["auto"] | None = "auto",
+        fallback: ActiveModelLike | None = None,
     ) -> Sampler:
         """`torch_threads="auto"`: on a CPU, half the cores (1 on a 2-core machine, at most 4).
 
@@ -176,6 +181,7 @@ class Sampler:
             device=device,
             torch_threads=torch_threads,
             require_guard=config.max_verbatim_chars > 0,
+            fallback=fallback,
         )
 
     # -- public API ----------------------------------------------------------------------
@@ -195,6 +201,12 @@ class Sampler:
         """Registry listener (any thread): the next request of `server_id` uses the new model;
         the old one is dropped once its last request ends."""
         self._drop_server(server_id, keep=model_id)
+
+    def serves_fallback(self, server_id: int) -> bool:
+        """Whether the server's last request was answered by the fallback (base) model."""
+        with self._lock:
+            key = self._server_model.get(server_id)
+        return self._fallback is not None and key is not None and key[0] == self._fallback.id
 
     def forget_server(self, server_id: int) -> None:
         """The server's models were retired or purged (any thread): nothing cached for it is
@@ -265,7 +277,9 @@ class Sampler:
         for _ in range(MAX_FALLBACKS):
             active = await self._active(server_id)
             try:
-                return await self._acquire_retrying(server_id, active)
+                return await _retrying_unavailable(
+                    functools.partial(self._acquire, server_id, active), server_id, active.id
+                )
             except CheckpointError as error:
                 log.error("server %s: cannot load model %s: %s", server_id, active.id, error)
                 with self._lock:
@@ -277,22 +291,6 @@ class Sampler:
             "This server's model could not be loaded. An admin can train a new one with /train."
         )
 
-    async def _acquire_retrying(self, server_id: int, active: ActiveModelLike) -> _Served:
-        """`_acquire`, retried with backoff while the file cannot be read (I/O, permissions,
-        memory): such a model is fine and is never set aside; the request then fails with
-        `ModelUnavailable` and the next one tries again."""
-        for delay in (*UNAVAILABLE_RETRY_SECONDS, None):
-            try:
-                return await self._acquire(server_id, active)
-            except CheckpointUnavailable as error:
-                log.warning(
-                    "server %s: model %s unreadable for now: %s", server_id, active.id, error
-                )
-                if delay is None:
-                    raise ModelUnavailable() from None
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
-
     async def _active(self, server_id: int) -> ActiveModelLike:
         with self._lock:
             active = self._known_active.get(server_id)
@@ -300,6 +298,8 @@ class Sampler:
         if active is not None:
             return active
         active = await asyncio.to_thread(self._lookup, server_id)
+        if active is None and self._fallback is not None:
+            return self._fallback  # not cached: the server's own model is looked up each time
         if active is None:
             raise ModelNotReady()
         with self._lock:
@@ -348,3 +348,20 @@ class Sampler:
     def _unload(self, served: _Served) -> None:
         """The cache dropped a model: end its thread (without waiting: this may run on the loop)."""
         served.worker.stop()
+
+
+async def _retrying_unavailable(
+    acquire: Callable[[], Awaitable[_Served]], server_id: int, model_id: ModelId
+) -> _Served:
+    """`acquire`, retried with backoff while the file cannot be read (I/O, permissions,
+    memory): such a model is fine and is never set aside; the request then fails with
+    `ModelUnavailable` and the next one tries again."""
+    for delay in (*UNAVAILABLE_RETRY_SECONDS, None):
+        try:
+            return await acquire()
+        except CheckpointUnavailable as error:
+            log.warning("server %s: model %s unreadable for now: %s", server_id, model_id, error)
+            if delay is None:
+                raise ModelUnavailable() from None
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from models.sample import SampleRequest
 
 log = get_logger(__name__)
+BASE_MODEL_NOTE = "-# From Parrot's base model: this server has no model of its own yet."
 
 
 class GenerationService:
@@ -142,6 +143,13 @@ class GenerationService:
             raise await self._why_no_model(server_id, error) from None
         finally:
             await stream.aclose()
+
+    def source_note(self, server_id: int) -> str | None:
+        """One short line to show above a continuation that did not come from the server's
+        own model (the base model answers until the server has one)."""
+        if self._sampler.serves_fallback(server_id):
+            return BASE_MODEL_NOTE
+        return None
 
     def forget_models(self, server_id: int) -> None:
         """The server's models were retired: stop serving whatever is loaded for it."""

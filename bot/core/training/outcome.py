@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.checkpoints.files import sidecar_paths
-from bot.core.checkpoints.lineage import record_lineage
+from bot.core.checkpoints.lineage import ROOT_SCRATCH, record_lineage
 from bot.core.checkpoints.registry import ModelRegistry, should_activate
 from bot.core.kinds import RunStatus
 from bot.core.logs import get_logger
@@ -122,6 +122,7 @@ def record_outcome(
                 model,
                 parent_id=plan.parent_id if plan is not None else None,
                 snapshot=finished.snapshot,
+                root=plan.root if plan is not None else ROOT_SCRATCH,
             )
             if activate and model.parent_id is None and server is not None:
                 # A new root: the deletions counted so far are not in its weights.

@@ -24,6 +24,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.core.checkpoints.base_model import ROOT_BASE, base_checkpoint_path
+from bot.core.checkpoints.lineage import ROOT_SCRATCH
 from bot.core.checkpoints.registry import ModelRegistry
 from bot.core.config import ParrotConfig
 from bot.core.errors import CorpusTooSmall
@@ -33,6 +35,7 @@ from bot.core.storage import corpus_text
 from bot.core.storage.tables import Server, TrainingRun
 from bot.core.training.queue import RunInfo
 from bot.core.training.worker import WorkerJob
+from models.checkpoint import load_checkpoint
 
 # Beyond the training budget: reading the corpus, importing torch, evaluation, saving.
 WATCHDOG_GRACE_SECONDS = 300.0
@@ -52,14 +55,18 @@ class RunPlan:
     privacy_epoch: int = 0
     rebuild: bool = False
     extra_notes: tuple[str, ...] = ()
+    root: str = ROOT_SCRATCH  # a root run's lineage root: "scratch", or "base"
 
     def notes(self, info: RunInfo) -> list[str]:
         """What the result should say about how the plan differs from the request."""
         notes = list(self.extra_notes)
+        start = "Parrot's base model" if self.root == ROOT_BASE else "scratch"
         if self.rebuild:
-            notes.append("rebuilt from scratch without deleted or forgotten text")
-        elif self.mode != info.mode:
-            notes.append("the server had no model yet, so this run trained one from scratch")
+            notes.append(f"rebuilt from {start} without deleted or forgotten text")
+        elif self.parent_id is None and info.mode == RunMode.FINE_TUNE:
+            notes.append(f"the server had no model yet, so this run trained one from {start}")
+        elif self.root == ROOT_BASE:
+            notes.append("fine-tuned from Parrot's base model")
         return notes
 
 
@@ -133,9 +140,16 @@ def plan_run(
             settings[key] = preferred[key]
     max_steps = overrides.get("max_steps")
     settings.update({k: v for k, v in overrides.items() if k not in BUDGET_KEYS})
+    # A root run (no model yet, a rebuild, or a scratch request) starts from the base model
+    # when one is configured: a general prior is far better than nothing on a small corpus.
+    base = base_checkpoint_path(config.model.base) if mode == RunMode.SCRATCH else None
+    base_arch = load_checkpoint(base).config.arch if base is not None else None
     if mode == RunMode.FINE_TUNE:
         assert incumbent is not None
         archs: tuple[str, ...] = (incumbent.model.arch,)
+        minutes = min(training.fine_tune_minutes, training.max_minutes)
+    elif base_arch is not None:
+        archs = (base_arch,)  # the base's shape wins: its weights are the start
         minutes = min(training.fine_tune_minutes, training.max_minutes)
     else:
         arch = info.arch if info.arch in RUN_ARCHS else ""
@@ -161,6 +175,7 @@ def plan_run(
         verbatim_span=span,
         parent_index_path=parent_index,
         busy_timeout_ms=config.storage.sqlite_busy_timeout_ms,
+        init_path=str(base) if base is not None else None,
     )
     return RunPlan(
         job=job,
@@ -171,4 +186,5 @@ def plan_run(
         privacy_epoch=privacy_epoch,
         rebuild=info.rebuild,
         extra_notes=notes,
+        root=ROOT_BASE if base is not None else ROOT_SCRATCH,
     )

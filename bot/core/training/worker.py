@@ -84,6 +84,9 @@ class WorkerJob:
     # so what the parent's weights may hold stays guarded (None on a root run).
     parent_index_path: str | None = None
     busy_timeout_ms: int = 5_000
+    # What a root run fine-tunes from: the base model (None: from scratch, or from the
+    # incumbent on an ordinary fine-tune).
+    init_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,10 @@ def run_job(
     send(WorkerStarted(corpus_chars=len(text), device=str(device)))
 
     incumbent = load_checkpoint(job.incumbent_path) if job.incumbent_path else None
-    init = incumbent if job.mode == "fine-tune" else None
+    if job.init_path:
+        init: Checkpoint | None = load_checkpoint(job.init_path)
+    else:
+        init = incumbent if job.mode == "fine-tune" else None
     minutes_each = job.minutes / len(job.archs)
     candidates: list[tuple[str, Checkpoint, int]] = []
     notes: list[str] = []

@@ -63,8 +63,10 @@ async def stream_into_response(
                 partial = "…" + partial[-(DISCORD_MESSAGE_LIMIT - 1) :]
             await interaction.edit_original_response(content=partial, allowed_mentions=NO_MENTIONS)
     final = replace(shown, continuation=shown.continuation + sampled)
+    shown_text = generation_text(final.options.prompt, final.continuation)
+    note = services.generation.source_note(shown.actor.server_id)
     kwargs = fitted_send_kwargs(
-        generation_text(final.options.prompt, final.continuation), plain=final.full_text
+        f"{note}\n{shown_text}" if note else shown_text, plain=final.full_text
     )
     if view is not None:
         kwargs["view"] = view

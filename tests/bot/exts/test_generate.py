@@ -284,3 +284,30 @@ async def test_two_quick_clicks_on_continue_start_one_stream(no_cooldown_world: 
     assert kinds.count(CallbackType.DEFERRED_UPDATE_MESSAGE) == 1, kinds
     refused = second if second.ephemeral else first
     assert refused.ephemeral and "Still writing" in (refused.response or {})["data"]["content"]
+
+
+async def test_a_server_without_a_model_is_answered_by_the_base_model(
+    fake_discord: FakeDiscord, parrot_config: ParrotConfig, tiny_checkpoint_path: Path
+) -> None:
+    """Issue #10: the bot is useful the minute it joins, and says in one line why."""
+    config = dataclasses.replace(
+        parrot_config,
+        model=dataclasses.replace(parrot_config.model, base=str(tiny_checkpoint_path)),
+    )
+    guild, channel, admin, member = make_world_entities(fake_discord)
+    bot = ParrotBot(config, services=build(config))
+    async with run_bot(bot, fake_discord):
+        world = World(fake_discord, bot, guild, channel, admin, member)
+        handle = await fake_discord.invoke_slash(
+            guild, channel, member, "generate", {"start": "to be", "length": 40}
+        )
+        message = await wait_buttons(world, handle)
+        first_line, rest = message["content"].split("\n", 1)
+        assert first_line == "-# From Parrot's base model: this server has no model of its own yet."
+        assert rest.startswith("**to be**")
+        # Once the server has its own model, the note goes.
+        await bot.services.models.install(guild.id, tiny_checkpoint_path)
+        again = await fake_discord.invoke_slash(
+            guild, channel, member, "generate", {"start": "to be", "length": 40}
+        )
+        assert (await wait_buttons(world, again))["content"].startswith("**to be**")

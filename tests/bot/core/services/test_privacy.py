@@ -12,6 +12,7 @@ real spawned worker processes training tiny models, the real sampler.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -237,5 +238,29 @@ async def test_clearing_the_corpus_discards_a_run_in_flight(parrot_config: Parro
         assert event.status == RunStatus.CANCELLED and not event.activated
         with session_scope(services.sessions) as session:
             assert session.scalars(select(TrainedModel.id)).all() == []
+    finally:
+        await services.close()
+
+
+async def test_with_a_base_model_the_first_model_and_the_rebuild_start_from_it(
+    parrot_config: ParrotConfig, tiny_checkpoint_path: Path
+) -> None:
+    """Issues #10 and #12: root runs fine-tune from the base model, and the lineage says so."""
+    config = dataclasses.replace(
+        parrot_config,
+        model=dataclasses.replace(parrot_config.model, base=str(tiny_checkpoint_path)),
+    )
+    services = await make_services(config)
+    try:
+        seed_corpus(services)
+        first = await train(services, "fine-tune")  # no model yet: from the base
+        assert (first.parent_id, first.root) == (None, "base")
+        await services.privacy.forget_user(ALICE, SERVER)
+        [rebuild] = rebuild_runs(services)
+        event = await final_event(services, rebuild.id)
+        assert event.status == RunStatus.SUCCEEDED, event.error
+        assert any("base model" in note for note in event.notes)
+        rebuilt = active_row(services)
+        assert (rebuilt.parent_id, rebuilt.root) == (None, "base")
     finally:
         await services.close()

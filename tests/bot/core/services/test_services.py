@@ -158,7 +158,7 @@ async def test_an_omitted_arch_uses_the_server_preference_then_the_config_defaul
     parrot_config: ParrotConfig,
 ) -> None:
     # The config default is not the built-in one ("gru"), so the fallback is seen to read it.
-    config = dataclasses.replace(parrot_config, model=ModelConfig(arch="rnn"))
+    config = dataclasses.replace(parrot_config, model=ModelConfig(arch="rnn", base=""))
     services = build(config, train_overrides=TINY_TRAINING)
     await services.start()
     try:

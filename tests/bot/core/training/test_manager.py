@@ -34,6 +34,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import TrainConfig
 from models.train import train
 from tests.bot.conftest import TINY_TRAINING
+from tests.helpers.configs import FROM_SCRATCH
 
 SERVER_A = 1001
 SERVER_B = 1002
@@ -57,7 +58,7 @@ def corpus_text(seed: int) -> list[str]:
 @pytest.fixture
 def config(tmp_path: Path, sqlite_database_url: str) -> ParrotConfig:
     storage = StorageConfig(data_dir=str(tmp_path / "data"), database_url=sqlite_database_url)
-    return dataclasses.replace(ParrotConfig(), storage=storage)
+    return dataclasses.replace(ParrotConfig(model=FROM_SCRATCH), storage=storage)
 
 
 @pytest.fixture

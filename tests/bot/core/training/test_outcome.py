@@ -20,6 +20,7 @@ from bot.core.training.outcome import record_outcome
 from bot.core.training.queue import claim, load_run, queue_run
 from bot.core.training.supervisor import LiveRun, Outcome
 from bot.core.training.worker import WorkerFinished
+from tests.helpers.configs import FROM_SCRATCH
 
 SERVER = 51
 
@@ -31,7 +32,7 @@ def registry(
     with session_factory.begin() as session:
         corpus.add_messages(session, SERVER, [corpus.IncomingMessage(1, 1, 7, "text " * 20)])
     storage = StorageConfig(data_dir=str(tmp_path / "data"), database_url=database_url)
-    config = dataclasses.replace(ParrotConfig(), storage=storage)
+    config = dataclasses.replace(ParrotConfig(model=FROM_SCRATCH), storage=storage)
     return ModelRegistry.from_config(config, session_factory)
 
 

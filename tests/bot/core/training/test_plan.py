@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.core.checkpoints.base_model import base_checkpoint_path
 from bot.core.checkpoints.registry import ModelRegistry
 from bot.core.config import ModelConfig, ParrotConfig, StorageConfig
+from bot.core.errors import ConfigError
 from bot.core.kinds import RunMode, RunStatus, RunTrigger
 from bot.core.storage import corpus
 from bot.core.storage.tables import Server, TrainingRun
 from bot.core.training.plan import WATCHDOG_GRACE_SECONDS, minimum_chars, plan_run
 from bot.core.training.queue import RunInfo, claim, queue_run
+from tests.helpers.configs import FROM_SCRATCH
 
 SERVER = 41
 
@@ -24,9 +27,9 @@ SERVER = 41
 @pytest.fixture
 def config(tmp_path: Path, database_url: str) -> ParrotConfig:
     return dataclasses.replace(
-        ParrotConfig(),
+        ParrotConfig(model=FROM_SCRATCH),
         storage=StorageConfig(data_dir=str(tmp_path / "data"), database_url=database_url),
-        model=ModelConfig(arch="rnn", hidden_size=64, num_layers=2),
+        model=ModelConfig(arch="rnn", hidden_size=64, num_layers=2, base=""),
     )
 
 
@@ -107,3 +110,31 @@ def test_fine_tune_without_a_model_trains_from_scratch_at_the_servers_size(
     assert plan.job.minutes == 0.5
     assert plan.deadline_seconds == 0.5 * 60 + WATCHDOG_GRACE_SECONDS
     assert minimum_chars(config, {}) > 0
+
+
+def test_a_root_run_fine_tunes_from_the_base_model(
+    config: ParrotConfig,
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    tiny_checkpoint_path: Path,
+) -> None:
+    """Issue #10: a server without a model (and every rebuild) starts from the base."""
+    with_base = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, base=str(tiny_checkpoint_path))
+    )
+    registry = ModelRegistry.from_config(with_base, sessions)
+    info = claimed_run(sessions, RunMode.FINE_TUNE, "")  # no model yet
+    plan = plan_run(with_base, sessions, registry, {}, info)
+    assert plan.job.init_path == str(tiny_checkpoint_path)
+    assert plan.job.archs == ("gru",)  # the base's architecture, not the config's rnn
+    assert plan.root == "base" and plan.parent_id is None
+    assert plan.notes(info) == [
+        "the server had no model yet, so this run trained one from Parrot's base model"
+    ]
+    assert plan.job.minutes == with_base.training.fine_tune_minutes
+
+
+def test_the_base_setting_is_checked(tmp_path: Path) -> None:
+    assert base_checkpoint_path("") is None
+    with pytest.raises(ConfigError, match="no checkpoint at"):
+        base_checkpoint_path(str(tmp_path / "missing.ckpt"))

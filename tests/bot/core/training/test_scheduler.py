@@ -31,6 +31,7 @@ from bot.core.training.scheduler import (
     find_due_runs,
     make_trigger,
 )
+from tests.helpers.configs import FROM_SCRATCH
 
 BIG, SMALL, WITH_MODEL, UP_TO_DATE, DISABLED, OVERRIDDEN = 1, 2, 3, 4, 5, 6
 TICK_MINUTES = 0.2 / 60  # a 200 ms interval
@@ -38,7 +39,7 @@ TICK_MINUTES = 0.2 / 60  # a 200 ms interval
 
 def make_config(tmp_path: Path, url: str, *, interval_minutes: float = 60.0) -> ParrotConfig:
     return dataclasses.replace(
-        ParrotConfig(),
+        ParrotConfig(model=FROM_SCRATCH),
         storage=StorageConfig(data_dir=str(tmp_path / "data"), database_url=url),
         training=TrainingConfig(min_chars_first_model=1_000, min_new_chars=500),
         schedule=ScheduleConfig(interval_minutes=interval_minutes),
