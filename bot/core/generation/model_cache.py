@@ -2,8 +2,10 @@
 
 Why pins: a request keeps the model it started on (hot swap lets in-flight requests finish on
 the old model), so an entry is pinned while requests use it and only unpinned entries are
-evicted. The caps are soft for pinned entries: when every entry is busy the cache runs over
-its cap until one is released, rather than failing a request. `retire()` marks an entry that
+evicted. The entry cap is hard, pinned entries and loads in progress included: a request
+for a model that is not loaded waits while every slot is busy (rather than loading one
+more model and running the process out of memory when 200 servers ask at once), and loads
+when a slot frees. The byte cap is soft: a model's size is known only once it is loaded. `retire()` marks an entry that
 was superseded (a newer model was activated for its server): it is dropped as soon as its
 last request ends, whatever the caps.
 
@@ -52,8 +54,10 @@ class ModelCache(Generic[K, V]):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)  # an entry went idle or away
         self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()  # oldest use first
         self._loading: dict[K, threading.Event] = {}
+        self.waiting = 0  # requests waiting for a free slot (for tests and stats)
 
     def acquire(self, key: K) -> V:
         """The value for `key`, loaded if needed, pinned until `release(key)`."""
@@ -61,19 +65,28 @@ class ModelCache(Generic[K, V]):
             value = self.acquire_if_loaded(key)
             if value is not None:
                 return value
+            dropped: list[V] = []
             with self._lock:
                 if key in self._entries:  # loaded in between: take it on the next pass
                     continue
                 pending = self._loading.get(key)
                 if pending is None:
+                    if not self._make_room(dropped):
+                        self.waiting += 1
+                        self._slot_freed.wait()
+                        self.waiting -= 1
+                        continue  # look again: it may be loaded or loading now
                     self._loading[key] = threading.Event()
-                    break
+            self._close_all(dropped)
+            if pending is None:
+                break
             pending.wait()  # another thread is loading it; then look again
         try:
             value = self._load(key)
         except BaseException:
             with self._lock:
                 self._loading.pop(key).set()
+                self._slot_freed.notify_all()
             raise
         with self._lock:
             self._entries[key] = _Entry(value, self._size_of(value), pins=1)
@@ -101,6 +114,7 @@ class ModelCache(Generic[K, V]):
                 return
             entry.pins -= 1
             dropped = self._take_evictable()
+            self._slot_freed.notify_all()
         self._close_all(dropped)
 
     def retire(self, key: K) -> None:
@@ -111,6 +125,7 @@ class ModelCache(Generic[K, V]):
                 return
             entry.retired = True
             dropped = self._take_evictable()
+            self._slot_freed.notify_all()
         self._close_all(dropped)
 
     def loaded(self) -> list[K]:
@@ -135,6 +150,17 @@ class ModelCache(Generic[K, V]):
             dropped = [entry.value for entry in self._entries.values()]
             self._entries.clear()
         self._close_all(dropped)
+
+    def _make_room(self, dropped: list[V]) -> bool:
+        """(Under the lock.) Evict idle entries, LRU first, until one more load fits in the
+        entry cap; False when every slot is pinned or loading (the caller waits)."""
+        for key, entry in list(self._entries.items()):
+            if len(self._entries) + len(self._loading) < self.max_entries:
+                break
+            if entry.pins <= 0:
+                del self._entries[key]
+                dropped.append(entry.value)
+        return len(self._entries) + len(self._loading) < self.max_entries
 
     def _take_evictable(self) -> list[V]:
         """Remove (under the lock) retired idle entries, then idle ones over the caps, LRU first."""

@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -132,6 +133,7 @@ class Sampler:
         self._lookup: Callable[[int], ActiveModelLike | None] = (
             models.active_model if isinstance(models, ModelDirectory) else models
         )
+        self._loads = ThreadPoolExecutor(cache_size + 2, thread_name_prefix="parrot-model-load")
         # Keyed by (model id, checkpoint path): the key says what to load.
         self._cache: ModelCache[_Key, _Served] = ModelCache(
             self._load,
@@ -251,6 +253,7 @@ class Sampler:
         self._cache.clear()
         for worker in workers:
             worker.stop(wait=True)
+        self._loads.shutdown(wait=False, cancel_futures=True)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -320,7 +323,12 @@ class Sampler:
         if stale is not None:
             self._cache.retire(stale)
         served = self._cache.acquire_if_loaded(key)  # the usual case: no thread hop
-        return served if served is not None else await asyncio.to_thread(self._cache.acquire, key)
+        if served is not None:
+            return served
+        # Its own threads: a request waiting for a cache slot must not hold one of the
+        # default executor's threads, which the database work needs (issue #14).
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._loads, self._cache.acquire, key)
 
     def _unmap_server(self, server_id: int) -> _Key | None:
         """(Under the lock.) Forget the server's old model; return it if no server uses it now."""

@@ -58,16 +58,23 @@ def test_memory_cap_evicts_until_it_fits() -> None:
     assert cache.total_bytes == 200
 
 
-def test_a_model_in_use_is_never_evicted() -> None:
+def test_a_model_in_use_is_never_evicted_and_others_wait_for_a_slot() -> None:
+    """Issue #14: the entry cap holds with every entry pinned, so 200 servers asking at once
+    cannot load 200 models: a request for another model waits, then loads when one frees."""
     loads = Loads()
     cache = loads.cache(max_entries=1)
     cache.acquire("a")  # pinned: a request is running on it
-    use(cache, "b")  # over the cap while a is busy: b goes as soon as it is idle
-    assert cache.loaded() == ["a"]
+    waiter = threading.Thread(target=use, args=(cache, "b"))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while cache.waiting == 0 and time.monotonic() < deadline:  # until b is seen waiting
+        time.sleep(0.001)
+    assert cache.waiting == 1 and loads.loaded == ["a"]  # b did not load beside a
     cache.release("a")
-    assert cache.loaded() == ["a"]
-    use(cache, "c")
-    assert cache.loaded() == ["c"]
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert loads.loaded == ["a", "b"] and loads.closed == ["model-a"]
+    assert cache.loaded() == ["b"]
 
 
 def test_retired_model_is_dropped_when_its_last_request_ends() -> None:
