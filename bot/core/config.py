@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_type_hints
 
 from bot.core.errors import ConfigError
+from bot.core.inputs import LENGTH_MAX, LENGTH_MIN, TEMPERATURE_MAX, TEMPERATURE_MIN
 from bot.core.kinds import RunArch
 
 T = TypeVar("T")
@@ -196,34 +197,41 @@ def _build(cls: type[T], raw: Mapping[str, Any], where: str) -> T:
     return cls(**values)
 
 
-# Numbers where 0 would switch a feature off by accident or break it (a zero length, an
-# empty model, a zero interval); every other number only has to be finite and >= 0.
-MUST_BE_POSITIVE = frozenset(
-    {
-        "model.hidden_size",
-        "model.num_layers",
-        "model.embed_dim",
-        "training.max_minutes",
-        "training.fine_tune_minutes",
-        "training.max_corpus_chars",
-        "training.keep_checkpoints",
-        "schedule.interval_minutes",
-        "generation.default_length",
-        "generation.max_length",
-        "generation.default_temperature",
-        "generation.top_p",
-        "generation.button_timeout_seconds",
-        "generation.model_cache_size",
-        "generation.model_cache_mb",
-        "storage.max_upload_bytes",
-        "cooldowns.generate_per_server_per_minute",
-        "privacy.rebuild_after_deleted_fraction",
-        "privacy.rebuild_after_days",
-    }
-)
-FRACTIONS = frozenset(
-    {"generation.top_p", "model.dropout", "privacy.rebuild_after_deleted_fraction"}
-)
+# The range of every numeric setting, inclusive: the one place it is written (README and
+# config.example.toml point here). A value outside gets one line naming the key and the
+# range; `parrot` then exits with status 2. A number not listed must be finite and >= 0.
+RANGES: dict[str, tuple[float, float]] = {
+    "discord.shard_count": (0, 100_000),  # 0: as Discord recommends
+    "storage.max_upload_bytes": (1, 500_000_000),
+    "storage.sqlite_busy_timeout_ms": (0, 600_000),
+    "model.hidden_size": (8, 4096),
+    "model.num_layers": (1, 8),
+    "model.embed_dim": (4, 1024),
+    "model.dropout": (0, 0.9),
+    "training.max_minutes": (0.01, 10_080),
+    "training.fine_tune_minutes": (0.01, 10_080),
+    "training.max_corpus_chars": (1_000, 2_000_000_000),
+    "training.min_chars_first_model": (0, 2_000_000_000),
+    "training.min_new_chars": (0, 2_000_000_000),
+    "training.keep_checkpoints": (1, 1_000),
+    "training.seed": (0, 2**32 - 1),
+    "schedule.interval_minutes": (0.001, 525_600),
+    "generation.default_length": (LENGTH_MIN, LENGTH_MAX),
+    "generation.max_length": (LENGTH_MIN, LENGTH_MAX),
+    "generation.default_temperature": (TEMPERATURE_MIN, TEMPERATURE_MAX),
+    "generation.top_k": (0, 100_000),  # 0: off
+    "generation.top_p": (0.001, 1),
+    "generation.max_verbatim_chars": (0, 10_000),  # 0: the copy guard is off
+    "generation.button_timeout_seconds": (1, 86_400),
+    "generation.model_cache_size": (1, 10_000),
+    "generation.model_cache_mb": (1, 1_000_000),
+    "cooldowns.generate_per_user_seconds": (0, 86_400),
+    "cooldowns.generate_per_server_per_minute": (1, 1_000_000),
+    "cooldowns.train_per_server_seconds": (0, 604_800),
+    "privacy.rebuild_after_deleted_fraction": (0.0001, 1),
+    "privacy.rebuild_after_days": (0.01, 3_650),
+    "privacy.reconcile_grace_seconds": (0, 604_800),
+}
 
 
 def _check_scalar(key: str, hint: Any, value: Any) -> Any:
@@ -239,10 +247,9 @@ def _check_scalar(key: str, hint: Any, value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key} must be a finite number, got {value!r}")
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ConfigError(f"{key} must not be negative")
-        if value == 0 and key in MUST_BE_POSITIVE:
-            raise ConfigError(f"{key} must be greater than 0")
-        if key in FRACTIONS and value > 1:
-            raise ConfigError(f"{key} must be between 0 and 1")
+        low, high = RANGES.get(key, (0, math.inf))
+        if not low <= value <= high:
+            if high == math.inf:
+                raise ConfigError(f"{key} must not be negative, got {value!r}")
+            raise ConfigError(f"{key} must be between {low:,} and {high:,}, got {value!r}")
     return value
