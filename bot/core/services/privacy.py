@@ -29,6 +29,7 @@ from bot.core.services.retirement import ModelRetirement
 from bot.core.storage import export, privacy
 from bot.core.storage.db import run_in_session
 from bot.core.storage.privacy import PurgeCounts
+from bot.core.storage.sql import lock_collection
 from bot.core.storage.tables import TrainingRun
 from bot.core.training import rebuilds
 
@@ -105,6 +106,9 @@ def forget_in_transaction(
     """Delete the user's text (and with `opt_out`, stop collecting it) in one server or
     everywhere (None), and retire every model that learned from it; the caller's
     transaction. See the module docstring for what follows after commit."""
+    # Lock order, as ingest's: the collection lock, then server rows (PostgreSQL; nothing on
+    # SQLite). Taking the rows first could deadlock with a batch holding the shared lock.
+    lock_collection(session, server_id, exclusive=True)
     affected = privacy.servers_holding(session, user_id, server_id)
     affected |= lineage.servers_with_models_that_saw(session, user_id, server_id)
     # First: the epoch bump row-locks the servers (PostgreSQL), so a run's activation either
