@@ -40,7 +40,7 @@ from bot.core.kinds import FINAL_STATUSES, RunMode, RunTrigger
 from bot.core.logs import get_logger
 from bot.core.training import rebuilds
 from bot.core.training.events import RunEvents
-from bot.core.training.outcome import record_outcome
+from bot.core.training.outcome import finish
 from bot.core.training.plan import RunPlan, minimum_chars, plan_run
 from bot.core.training.progress import RunProgress
 from bot.core.training.queue import SHUTDOWN_REASON, RunEvent, RunInfo
@@ -255,8 +255,8 @@ class TrainingManager:
             if live.store_task is not None:
                 with contextlib.suppress(Exception):
                     await live.store_task
-            event = await asyncio.to_thread(
-                record_outcome, self._sessions, self.registry, live, plan, outcome
+            event = await finish(
+                self._sessions, self.registry, live, plan, outcome, lambda: self._stopping
             )
             if event.activated and event.model_id is not None:
                 await asyncio.to_thread(

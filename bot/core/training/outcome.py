@@ -6,12 +6,23 @@ the incumbent on the same validation text; a rebuild always is), with its lineag
 planned before a privacy request that touched its server is discarded (`cancelled`, its
 files deleted): it may have read what was forgotten. A cancel by a user is `cancelled`; everything
 else is `failed` with a one-line reason. A cancelled or failed run never activates, and a
-checkpoint nobody will register is deleted. Synchronous: call from a thread.
+checkpoint nobody will register is deleted. Synchronous (call from a thread), except `finish`.
+
+Recording can fail (the database locked past its busy timeout, a full disk): `finish` (on the
+event loop; the database work in threads) retries it, then ends the run `failed` in a fresh
+transaction with a one-line reason, and always returns a final event, built from what is in
+memory when even that write fails; it then keeps trying in the background to mark the row
+failed, so that the run does not stay `running` (and its server "busy").
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +35,7 @@ from bot.core.kinds import RunStatus
 from bot.core.logs import get_logger
 from bot.core.storage.tables import Server, TrainingRun, utcnow
 from bot.core.training.plan import RunPlan
-from bot.core.training.queue import RunEvent, RunInfo
+from bot.core.training.queue import RunEvent, RunInfo, fail_running
 from bot.core.training.supervisor import LiveRun, Outcome, death_reason
 from models.units import LN2
 
@@ -34,6 +45,125 @@ DISCARDED_REASON = (
     "discarded: a member asked Parrot to forget their messages while this run trained; "
     "a new model is being trained without them"
 )
+# Waits between the attempts at recording an outcome (then the run is marked failed).
+RECORD_RETRY_SECONDS = (0.5, 2.0, 5.0)
+UNRECORDED_REASON = "could not record the result"
+# Then, between the background tries at marking it failed (the last one repeats).
+MARK_RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+_PENDING_MARKS: set[asyncio.Task[None]] = set()  # referenced until done (see `finish`)
+
+
+async def finish(
+    sessions: sessionmaker[Session],
+    registry: ModelRegistry,
+    live: LiveRun,
+    plan: RunPlan | None,
+    outcome: Outcome,
+    stopping: Callable[[], bool],
+) -> RunEvent:
+    """The run's final event, its end recorded in a thread (`finish_run`: retried, else the
+    run marked failed). When nothing could be stored, marking it failed goes on in the
+    background (`mark_failed_later`), so the row does not stay `running`."""
+    event, unstored = await asyncio.to_thread(finish_run, sessions, registry, live, plan, outcome)
+    if unstored is not None:
+        task = asyncio.create_task(mark_failed_later(sessions, live, outcome, unstored, stopping))
+        _PENDING_MARKS.add(task)
+        task.add_done_callback(_PENDING_MARKS.discard)
+    return event
+
+
+async def mark_failed_later(
+    sessions: sessionmaker[Session],
+    live: LiveRun,
+    outcome: Outcome,
+    reason: str,
+    stopping: Callable[[], bool],
+) -> None:
+    """Try `mark_unrecorded` (in a thread) after each wait until it works; give up when the
+    manager stops (the next start then fails the run as interrupted)."""
+    for attempt in itertools.count():
+        await asyncio.sleep(MARK_RETRY_SECONDS[min(attempt, len(MARK_RETRY_SECONDS) - 1)])
+        if stopping():
+            log.warning("training run %s: left running; the next start fails it", live.info.id)
+            return
+        try:
+            await asyncio.to_thread(mark_unrecorded, sessions, live, outcome, reason)
+        except Exception as error:
+            log.warning("training run %s: still cannot mark it failed: %s", live.info.id, error)
+            continue
+        log.info("training run %s: marked failed (%s)", live.info.id, reason)
+        return
+
+
+def finish_run(
+    sessions: sessionmaker[Session],
+    registry: ModelRegistry,
+    live: LiveRun,
+    plan: RunPlan | None,
+    outcome: Outcome,
+    *,
+    delays: tuple[float, ...] = RECORD_RETRY_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[RunEvent, str | None]:
+    """`record_outcome`, retried after each of `delays`; then the run is marked failed in a
+    fresh transaction (`mark_unrecorded`). Never raises. Returns the final event, and the
+    reason when not even the failure could be stored (the row is still `running`: retry
+    `mark_unrecorded` later)."""
+    error: Exception | None = None
+    for attempt, delay in enumerate((*delays, None), start=1):
+        try:
+            return record_outcome(sessions, registry, live, plan, outcome), None
+        except Exception as failed:
+            error = failed
+            if delay is None:
+                break
+            log.warning(
+                "training run %s: could not record its outcome (attempt %d of %d): %s; "
+                "retrying in %.1fs",
+                live.info.id,
+                attempt,
+                len(delays) + 1,
+                failed,
+                delay,
+            )
+            sleep(delay)
+    log.error(
+        "training run %s: could not record its outcome; marking it failed",
+        live.info.id,
+        exc_info=error,
+    )
+    reason = f"{UNRECORDED_REASON}: {type(error).__name__}"
+    try:
+        return mark_unrecorded(sessions, live, outcome, reason), None
+    except Exception:
+        log.exception("training run %s: could not mark it failed either", live.info.id)
+    return unrecorded_event(live, reason), reason
+
+
+def mark_unrecorded(
+    sessions: sessionmaker[Session], live: LiveRun, outcome: Outcome, reason: str
+) -> RunEvent:
+    """End a run whose outcome could not be recorded `failed` with `reason` (one fresh
+    transaction; raises when it cannot) and delete its checkpoint unless it was registered."""
+    stored = fail_running(sessions, live.info.id, reason)
+    finished = outcome.finished
+    registered = stored is not None and (stored.result or {}).get("model_id") is not None
+    if finished is not None and finished.checkpoint_path and not registered:
+        _delete_checkpoint(Path(finished.checkpoint_path))
+    return unrecorded_event(live, reason) if stored is None else RunEvent.from_info(stored)
+
+
+def unrecorded_event(live: LiveRun, reason: str) -> RunEvent:
+    """The final event of a run whose end could not be stored, from what is in memory."""
+    info = replace(
+        live.info,
+        status=RunStatus.FAILED,
+        error=reason,
+        finished_at=utcnow(),
+        progress=live.progress or live.info.progress,
+        result=None,
+    )
+    return RunEvent.from_info(info)
 
 
 def record_outcome(
@@ -85,6 +215,14 @@ def record_outcome(
         # activation below; SQLite's BEGIN IMMEDIATE already serialises them.
         server = session.get(Server, info.server_id, with_for_update=True)
         row = session.get(TrainingRun, info.id)
+        if row is not None and row.status != RunStatus.RUNNING:
+            # Ended already: an earlier attempt whose commit was reported as failed (or
+            # another process). Recording again would register the model twice.
+            ended = RunInfo.from_row(row)
+            registered = (ended.result or {}).get("model_id") is not None
+            if finished is not None and finished.checkpoint_path and not registered:
+                _delete_checkpoint(Path(finished.checkpoint_path))
+            return RunEvent.from_info(ended)
         if (
             status == RunStatus.SUCCEEDED
             and server is not None

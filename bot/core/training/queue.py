@@ -252,6 +252,21 @@ def cancel_queued(sessions: sessionmaker[Session], run_id: int) -> RunInfo | Non
         return RunInfo.from_row(row)
 
 
+def fail_running(sessions: sessionmaker[Session], run_id: int, reason: str) -> RunInfo | None:
+    """Mark a run still `running` failed with `reason` (for a run whose outcome could not be
+    recorded); returns the row as stored (unchanged if it had ended), None if it is gone."""
+    with sessions() as session, session.begin():
+        row = session.get(TrainingRun, run_id)
+        if row is None:
+            return None
+        if row.status == RunStatus.RUNNING:
+            row.status = RunStatus.FAILED
+            row.error = reason
+            row.finished_at = utcnow()
+            session.flush()
+        return RunInfo.from_row(row)
+
+
 def store_progress(
     sessions: sessionmaker[Session], run_id: int, progress: RunProgress, history: list[list[Any]]
 ) -> None:
